@@ -1,0 +1,58 @@
+"""Buildings and their equipment register."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from src.app.core.database import Base, IdentifiedMixin
+
+
+class AssetType(StrEnum):
+    """Equipment classes routinely serviced under AS 1851."""
+
+    fire_extinguisher = "fire_extinguisher"
+    fire_blanket = "fire_blanket"
+    fire_hose_reel = "fire_hose_reel"
+    fire_hydrant = "fire_hydrant"
+    sprinkler_valve_set = "sprinkler_valve_set"
+    fire_pump = "fire_pump"
+    fire_detection_panel = "fire_detection_panel"
+    smoke_detector = "smoke_detector"
+    heat_detector = "heat_detector"
+    ewis = "ewis"
+    emergency_light = "emergency_light"
+    exit_sign = "exit_sign"
+    fire_door = "fire_door"
+    smoke_damper = "smoke_damper"
+    fire_damper = "fire_damper"
+    other = "other"
+
+
+class Building(IdentifiedMixin, Base):
+    __tablename__ = "buildings"
+
+    organisation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organisations.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    address: Mapped[str] = mapped_column(Text)
+    building_type: Mapped[str] = mapped_column(String(64))
+    # "metadata" is reserved on declarative classes; the column keeps the contract's name.
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+
+
+class Asset(IdentifiedMixin, Base):
+    __tablename__ = "assets"
+    __table_args__ = (UniqueConstraint("organisation_id", "barcode"),)
+
+    organisation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organisations.id"))
+    building_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("buildings.id"))
+    asset_type: Mapped[str] = mapped_column(String(64))
+    location: Mapped[str] = mapped_column(String(500), default="")
+    barcode: Mapped[str | None] = mapped_column(String(128), default=None)
+    installed_on: Mapped[date | None] = mapped_column(default=None)
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -1,0 +1,93 @@
+"""The ``firemode`` command: serve, migrate, manage users, seed demo data, housekeeping."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import typer
+import uvicorn
+
+from src.app.core import migrations
+from src.app.core.clock import utc_now
+from src.app.core.database import Database
+from src.app.core.logging import configure_logging
+from src.app.core.settings import get_settings
+from src.app.identity import cli as identity_cli
+
+cli = typer.Typer(help="FireMode: fire-safety compliance backend.", no_args_is_help=True)
+db_cli = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+maintenance_cli = typer.Typer(help="Housekeeping.", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
+cli.add_typer(maintenance_cli, name="maintenance")
+identity_cli.register(cli)
+
+logger = logging.getLogger("firemode.cli")
+
+
+@cli.command()
+def serve(
+    host: str | None = typer.Option(None, help="Bind address (default FIREMODE_HOST)."),
+    port: int | None = typer.Option(None, help="Port (default FIREMODE_PORT)."),
+    workers: int = typer.Option(1, min=1, help="Worker processes."),
+) -> None:
+    """Serve the API (migrate first with `firemode db upgrade`)."""
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        "src.app.main:app",
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+    )
+
+
+@db_cli.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head")) -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    if settings.uses_default_database:
+        logger.warning(
+            "no FIREMODE_DATABASE_URL configured: migrating the embedded SQLite database"
+        )
+    migrations.upgrade(settings.database_url, revision)
+
+
+@db_cli.command("downgrade")
+def db_downgrade(
+    revision: str = typer.Argument(..., help="Target revision, e.g. -1 or base."),
+) -> None:
+    """Revert migrations down to REVISION."""
+    migrations.downgrade(get_settings().database_url, revision)
+
+
+@maintenance_cli.command("purge")
+def maintenance_purge() -> None:
+    """Delete expired revocations, refresh tokens, throttle state and idempotency records."""
+    from src.app.maintenance import purge_expired
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+
+    async def run() -> dict[str, int]:
+        database = Database(settings.database_url)
+        try:
+            async with database.sessionmaker() as session:
+                return await purge_expired(session, settings, utc_now())
+        finally:
+            await database.dispose()
+
+    typer.echo(json.dumps(asyncio.run(run())))
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+"""Prometheus metrics shared by every domain."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+REQUESTS = Counter(
+    "firemode_http_requests_total",
+    "HTTP requests by route template, method and status",
+    ["route", "method", "status"],
+)
+LATENCY = Histogram(
+    "firemode_http_request_duration_seconds",
+    "HTTP request latency by route template and method",
+    ["route", "method"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+MERGES = Counter(
+    "firemode_results_merges_total",
+    "Results merge requests by path taken (incremental or rebuild)",
+    ["mode"],
+)
+MERGED_OPS = Counter(
+    "firemode_results_ops_total",
+    "Result ops received, by outcome (applied or duplicate)",
+    ["outcome"],
+)

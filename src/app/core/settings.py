@@ -1,0 +1,112 @@
+"""The one settings object. Every knob is an environment variable prefixed ``FIREMODE_``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+logger = logging.getLogger("firemode.settings")
+
+VAR_DIR = Path("var")
+DEFAULT_SQLITE_PATH = VAR_DIR / "firemode.db"
+DEFAULT_DATABASE_URL = f"sqlite+aiosqlite:///{DEFAULT_SQLITE_PATH}"
+GENERATED_SECRET_PATH = VAR_DIR / "jwt-secret"
+MIN_SECRET_BYTES = 32
+
+
+class SettingsError(RuntimeError):
+    """Raised when the configuration is unfit to start (production safety checks)."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FIREMODE_", extra="ignore")
+
+    env: Literal["development", "test", "production"] = "development"
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str | None = None
+    jwt_secret: SecretStr | None = None
+    jwt_issuer: str = "firemode"
+    jwt_audience: str = "firemode-api"
+    access_token_ttl_seconds: int = Field(default=15 * 60, ge=30, le=24 * 3600)
+    refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
+    jwt_leeway_seconds: int = Field(default=10, ge=0, le=120)
+    login_max_failures: int = Field(default=5, ge=1)
+    login_window_seconds: int = Field(default=15 * 60, ge=1)
+    max_concurrent_password_hashes: int = Field(default=4, ge=1)
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_clock_skew_seconds: int = Field(default=5 * 60, ge=0)
+    max_document_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    db_pool_size: int = Field(default=10, ge=1)
+    db_pool_max_overflow: int = Field(default=10, ge=0)
+    db_statement_timeout_ms: int = Field(default=15_000, ge=0)
+    log_level: str = "INFO"
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+    @model_validator(mode="after")
+    def _production_guards(self) -> Settings:
+        if self.env != "production":
+            return self
+        if "FIREMODE_DATABASE_URL" not in os.environ and self.database_url == DEFAULT_DATABASE_URL:
+            raise SettingsError(
+                "FIREMODE_ENV=production refuses the embedded SQLite default: "
+                "set FIREMODE_DATABASE_URL"
+            )
+        secret = self.jwt_secret.get_secret_value() if self.jwt_secret else ""
+        if len(secret.encode()) < MIN_SECRET_BYTES:
+            raise SettingsError(
+                f"FIREMODE_ENV=production needs FIREMODE_JWT_SECRET of at least "
+                f"{MIN_SECRET_BYTES} bytes"
+            )
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def uses_default_database(self) -> bool:
+        return self.database_url == DEFAULT_DATABASE_URL
+
+    def signing_secret(self) -> str:
+        """The JWT signing secret; in development one is generated once into ./var/."""
+        if self.jwt_secret is not None:
+            secret = self.jwt_secret.get_secret_value()
+            if len(secret.encode()) < MIN_SECRET_BYTES:
+                raise SettingsError(
+                    f"FIREMODE_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes"
+                )
+            return secret
+        return _generated_secret()
+
+
+@lru_cache(maxsize=1)
+def _generated_secret() -> str:
+    if GENERATED_SECRET_PATH.exists():
+        return GENERATED_SECRET_PATH.read_text().strip()
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    try:
+        fd = os.open(GENERATED_SECRET_PATH, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process won the race: use its secret
+        return GENERATED_SECRET_PATH.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret)
+    logger.warning(
+        "no FIREMODE_JWT_SECRET configured: generated a development signing secret",
+        extra={"path": str(GENERATED_SECRET_PATH)},
+    )
+    return secret
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,132 @@
+"""The one authentication dependency, the one role guard and the one tenancy scope."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from src.app.core.database import get_session
+from src.app.core.errors import ApiError
+from src.app.core.settings import Settings
+from src.app.identity.models import Role
+from src.app.identity.revocation import RevocationChecker, get_revocation_checker
+from src.app.identity.tokens import AccessClaims, InvalidToken, decode_access_token
+
+_bearer = HTTPBearer(auto_error=False, description="Access token from POST /v1/auth/login")
+
+TokenDecoder = Callable[[str], AccessClaims]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The authenticated caller."""
+
+    user_id: uuid.UUID
+    organisation_id: uuid.UUID
+    role: Role
+    jti: str
+    claims: AccessClaims
+
+
+def _unauthorized(detail: str) -> ApiError:
+    return ApiError(401, detail, headers={"WWW-Authenticate": 'Bearer realm="firemode"'})
+
+
+def get_settings_from_app(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_access_token_decoder(settings: Settings = Depends(get_settings_from_app)) -> TokenDecoder:
+    """The token-decoding step, alone, so tests may map a fixed token to fixed claims."""
+
+    def decode(token: str) -> AccessClaims:
+        return decode_access_token(settings, token)
+
+    return decode
+
+
+async def get_current_principal(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
+    decode: TokenDecoder = Depends(get_access_token_decoder),
+    session: AsyncSession = Depends(get_session),
+    revocations: RevocationChecker = Depends(get_revocation_checker),
+) -> Principal:
+    if credentials is None:
+        header = request.headers.get("authorization")
+        raise _unauthorized(
+            "Authentication required: send Authorization: Bearer <access token>"
+            if header is None
+            else "The Authorization header must be 'Bearer <access token>'"
+        )
+    if credentials.scheme.lower() != "bearer":
+        raise _unauthorized("The Authorization header must be 'Bearer <access token>'")
+    try:
+        claims = decode(credentials.credentials)
+    except InvalidToken as exc:
+        raise _unauthorized(str(exc)) from exc
+    try:
+        role = Role(claims.role)
+    except ValueError as exc:
+        raise _unauthorized("The access token's role is unknown") from exc
+    refusal = await revocations.refusal(session, claims)
+    if refusal is not None:
+        raise _unauthorized(refusal)
+    request.state.principal_user_id = str(claims.user_id)
+    return Principal(claims.user_id, claims.organisation_id, role, claims.jti, claims)
+
+
+def require_role(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """The role guard: 403 unless the caller has one of ``roles``."""
+    allowed = frozenset(roles)
+
+    async def guard(principal: Principal = Depends(get_current_principal)) -> Principal:
+        if principal.role not in allowed:
+            names = ", ".join(sorted(r.value for r in allowed))
+            raise ApiError(403, f"This action needs one of the roles: {names}")
+        return principal
+
+    return guard
+
+
+WRITER_ROLES = (Role.admin, Role.technician)
+require_admin = require_role(Role.admin)
+require_writer = require_role(*WRITER_ROLES)
+require_reader = require_role(Role.admin, Role.technician, Role.viewer)
+
+
+def scoped(statement: Select[Any], model: Any, principal: Principal) -> Select[Any]:
+    """The tenancy scope: every query of a tenant-owned table goes through this."""
+    return statement.where(model.organisation_id == principal.organisation_id)
+
+
+async def get_owned(
+    session: AsyncSession,
+    model: type[T],
+    object_id: uuid.UUID,
+    principal: Principal,
+    *,
+    what: str,
+    for_update: bool = False,
+) -> T:
+    """Fetch one tenant-owned row; another organisation's row is a 404, never a 403."""
+    from sqlalchemy import select
+
+    statement = scoped(select(model), model, principal).where(
+        model.id == object_id  # type: ignore[attr-defined]
+    )
+    if for_update:
+        statement = statement.with_for_update()
+    found = (await session.execute(statement)).scalar_one_or_none()
+    if found is None:
+        raise ApiError(404, f"{what} {object_id} does not exist")
+    return found  # type: ignore[no-any-return]

@@ -1,0 +1,130 @@
+"""Application factory. ``from src.app.main import app`` gives a ready ASGI app."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from src.app.core.database import Database
+from src.app.core.errors import (
+    PROBLEM_CONTENT_TYPE,
+    ErrorResponse,
+    FieldError,
+    install_error_handlers,
+)
+from src.app.core.middleware import RequestContextMiddleware
+from src.app.core.settings import Settings, get_settings
+from src.app.routers import API_ROUTERS, OPERATIONS_ROUTERS
+
+logger = logging.getLogger("firemode")
+
+API_DESCRIPTION = """
+FireMode records the routine service of fire protection systems (AS 1851).
+
+Every error is an RFC 9457 problem document (`application/problem+json`) with the
+FireMode members `transaction_id`, `error_code` (`FIRE-<status>`), `message` and
+`retryable`; validation errors list each problem in `errors` with a JSON Pointer.
+Every response carries `X-Transaction-ID`. Lists are cursor-paginated, newest first.
+"""
+
+# Documented on every operation; routes add their own specific statuses.
+COMMON_ERROR_STATUSES = (404, 422, 500, 503)
+BODY_ERROR_STATUSES = (413, 415)
+AUTH_ERROR_STATUSES = (401, 403)
+
+
+def _describe_errors(schema: dict[str, Any]) -> dict[str, Any]:
+    """Make the problem document the schema of every error response of every route."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)
+    components["ErrorResponse"] = ErrorResponse.model_json_schema(
+        ref_template="#/components/schemas/{model}"
+    )
+    components["ErrorResponse"].pop("$defs", None)
+    components["FieldError"] = FieldError.model_json_schema()
+    problem = {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+    from http import HTTPStatus
+
+    for path_item in schema.get("paths", {}).values():
+        for method, operation in path_item.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            statuses = set(COMMON_ERROR_STATUSES)
+            if method in ("post", "put", "patch"):
+                statuses.update(BODY_ERROR_STATUSES)
+            if operation.get("security"):
+                statuses.update(AUTH_ERROR_STATUSES)
+            responses = operation["responses"]
+            for code in list(responses):
+                if code.isdigit() and int(code) >= 400:
+                    statuses.add(int(code))
+            for status in sorted(statuses):
+                existing = responses.get(str(status), {})
+                responses[str(status)] = {
+                    "description": existing.get("description") or HTTPStatus(status).phrase,
+                    "content": problem,
+                    **({"headers": existing["headers"]} if "headers" in existing else {}),
+                }
+    return schema
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    database = Database(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_max_overflow,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if settings.uses_default_database:
+            logger.warning(
+                "no FIREMODE_DATABASE_URL configured: using the embedded SQLite database",
+                extra={"database_url": settings.database_url},
+            )
+        yield
+        await database.dispose()
+
+    app = FastAPI(
+        title="FireMode API",
+        version="1.0.0",
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.database = database
+    install_error_handlers(app)
+    for router in OPERATIONS_ROUTERS:
+        app.include_router(router)
+    for router in API_ROUTERS:
+        app.include_router(router, prefix="/v1")
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+    )
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _describe_errors(
+                get_openapi(
+                    title=app.title,
+                    version=app.version,
+                    description=app.description,
+                    routes=app.routes,
+                )
+            )
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+app = create_app()

@@ -1,0 +1,46 @@
+"""Test sessions: one visit to a building to service its equipment."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from src.app.core.database import Base, IdentifiedMixin
+
+
+class SessionStatus(StrEnum):
+    draft = "draft"
+    scheduled = "scheduled"
+    in_progress = "in_progress"
+    completed = "completed"
+
+
+class TestSession(IdentifiedMixin, Base):
+    __tablename__ = "test_sessions"
+    __test__ = False  # not a pytest test class, despite the name
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('draft', 'scheduled', 'in_progress', 'completed')", name="status_valid"
+        ),
+    )
+
+    organisation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organisations.id"))
+    # Null only for a session that results sync created before the device created it.
+    building_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("buildings.id"), default=None)
+    session_name: Mapped[str] = mapped_column(String(200), default="")
+    frequency: Mapped[str | None] = mapped_column(String(32), default=None)
+    scheduled_for: Mapped[date | None] = mapped_column(default=None)
+    status: Mapped[str] = mapped_column(String(16), default=SessionStatus.draft.value)
+    created_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    # The materialised CRDT document: a cache of the op log, rebuilt from it when needed.
+    results_document: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    results_version: Mapped[int] = mapped_column(BigInteger, default=0)
+    results_last_key: Mapped[str | None] = mapped_column(String(400), default=None)
+    results_size_bytes: Mapped[int] = mapped_column(Integer, default=2)
