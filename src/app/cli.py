@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import shutil
 
 import typer
 import uvicorn
@@ -13,7 +15,7 @@ from src.app.core import migrations
 from src.app.core.clock import utc_now
 from src.app.core.database import Database
 from src.app.core.logging import configure_logging
-from src.app.core.settings import get_settings
+from src.app.core.settings import VAR_DIR, get_settings
 from src.app.identity import cli as identity_cli
 
 cli = typer.Typer(help="FireMode: fire-safety compliance backend.", no_args_is_help=True)
@@ -35,6 +37,12 @@ def serve(
     """Serve the API (migrate first with `firemode db upgrade`)."""
     settings = get_settings()
     configure_logging(settings.log_level)
+    if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # Workers share metrics through files; stale files from a previous run are removed.
+        metrics_dir = VAR_DIR / "prometheus"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
     uvicorn.run(
         "src.app.main:app",
         host=host or settings.host,
@@ -43,6 +51,8 @@ def serve(
         log_config=None,
         access_log=False,
         proxy_headers=True,
+        # A worker importing the app on a busy machine can take several seconds.
+        timeout_worker_healthcheck=30,
     )
 
 

@@ -17,6 +17,7 @@ from src.app.core.errors import (
     FieldError,
     install_error_handlers,
 )
+from src.app.core.logging import configure_logging
 from src.app.core.middleware import RequestContextMiddleware
 from src.app.core.settings import Settings, get_settings
 from src.app.routers import API_ROUTERS, OPERATIONS_ROUTERS
@@ -85,6 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Only real servers run the lifespan; each worker process configures its own logs.
+        configure_logging(settings.log_level)
         if settings.uses_default_database:
             logger.warning(
                 "no FIREMODE_DATABASE_URL configured: using the embedded SQLite database",
