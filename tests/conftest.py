@@ -240,11 +240,7 @@ def make_tenant(app: FastAPI, password_hash: str):  # type: ignore[no-untyped-de
                 )
                 session.add(user)
                 issued = issue_access_token(
-                    settings,
-                    user_id=user.id,
-                    organisation_id=org.id,
-                    role=role.value,
-                    now=datetime.now(UTC) + timedelta(seconds=1),
+                    settings, user_id=user.id, organisation_id=org.id, role=role.value
                 )
                 people[role.value] = TestUser(user.id, user.email, role, org.id, issued.token)
             await session.commit()

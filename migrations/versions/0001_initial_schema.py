@@ -165,6 +165,10 @@ def upgrade() -> None:
         sa.Column("expires_at", src.app.core.database.UTCDateTime(timezone=True), nullable=False),
         sa.Column("used_at", src.app.core.database.UTCDateTime(timezone=True), nullable=True),
         sa.Column("revoked_at", src.app.core.database.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("access_jti", sa.String(length=64), nullable=True),
+        sa.Column(
+            "access_expires_at", src.app.core.database.UTCDateTime(timezone=True), nullable=True
+        ),
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("created_at", src.app.core.database.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", src.app.core.database.UTCDateTime(timezone=True), nullable=False),
@@ -180,6 +184,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_refresh_tokens")),
+        sa.UniqueConstraint("access_jti", name=op.f("uq_refresh_tokens_access_jti")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_refresh_tokens_token_hash")),
     )
     with op.batch_alter_table("refresh_tokens", schema=None) as batch_op:

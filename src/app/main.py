@@ -20,6 +20,7 @@ from src.app.core.errors import (
 from src.app.core.logging import configure_logging
 from src.app.core.middleware import RequestContextMiddleware
 from src.app.core.settings import Settings, get_settings
+from src.app.identity.revocation import build_revocation_checker
 from src.app.routers import API_ROUTERS, OPERATIONS_ROUTERS
 
 logger = logging.getLogger("firemode")
@@ -83,6 +84,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_overflow=settings.db_pool_max_overflow,
         statement_timeout_ms=settings.db_statement_timeout_ms,
     )
+    # Lazy: its Redis client (when FIREMODE_REDIS_URL is set) connects on first use.
+    revocation_checker = build_revocation_checker(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -95,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         yield
         await database.dispose()
+        await revocation_checker.aclose()
 
     app = FastAPI(
         title="FireMode API",
@@ -104,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.database = database
+    app.state.revocation_checker = revocation_checker
     install_error_handlers(app)
     for router in OPERATIONS_ROUTERS:
         app.include_router(router)

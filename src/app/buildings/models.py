@@ -7,14 +7,14 @@ from datetime import date
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from src.app.core.database import Base, IdentifiedMixin
 
 
 class AssetType(StrEnum):
-    """Equipment classes routinely serviced under AS 1851."""
+    """Equipment classes routinely serviced under AS 1851 (``other`` for anything else)."""
 
     fire_extinguisher = "fire_extinguisher"
     fire_blanket = "fire_blanket"
@@ -56,3 +56,30 @@ class Asset(IdentifiedMixin, Base):
     barcode: Mapped[str | None] = mapped_column(String(128), default=None)
     installed_on: Mapped[date | None] = mapped_column(default=None)
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+# Keyset pagination indexes: organisation first, then the list's equality filter, then the
+# sort key, so every page (first or deep) is one index range scan without a sort.
+Index(
+    "ix_buildings_organisation_id_created_at_id",
+    Building.organisation_id,
+    Building.created_at.desc(),
+    Building.id.desc(),
+)
+Index(
+    "ix_buildings_organisation_id_building_type_created_at_id",
+    Building.organisation_id,
+    Building.building_type,
+    Building.created_at.desc(),
+    Building.id.desc(),
+)
+# GET /v1/buildings/{id}/assets, and deleting a building's register with it.
+Index(
+    "ix_assets_organisation_id_building_id_created_at_id",
+    Asset.organisation_id,
+    Asset.building_id,
+    Asset.created_at.desc(),
+    Asset.id.desc(),
+)
+# The foreign key's own look-up (PostgreSQL's check when a building row is deleted).
+Index("ix_assets_building_id", Asset.building_id)

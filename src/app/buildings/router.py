@@ -1,7 +1,346 @@
-"""Buildings and their equipment register."""
+"""Buildings and their equipment register (CONTRACT section 5).
+
+Admins manage buildings; admins and technicians keep the equipment register (technicians
+tag and replace items on site); viewers read. Everything is scoped to the caller's
+organisation: another organisation's building or asset is a 404.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import uuid
+
+from fastapi import APIRouter, Depends, Query, Response
+from sqlalchemy import delete, exists, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from src.app.buildings.models import Asset, Building
+from src.app.buildings.queries import (
+    ASSETS_ENDPOINT,
+    BUILDINGS_ENDPOINT,
+    BuildingFilters,
+    list_assets,
+    list_buildings,
+)
+from src.app.buildings.schemas import (
+    AssetCreate,
+    AssetOut,
+    AssetUpdate,
+    BuildingCreate,
+    BuildingOut,
+    BuildingUpdate,
+)
+from src.app.core.database import get_session
+from src.app.core.errors import ApiError, error_responses
+from src.app.core.idempotency import (
+    IDEMPOTENCY_ERROR_STATUSES,
+    IdempotentRequest,
+    begin_write,
+    idempotency_optional,
+    json_response,
+)
+from src.app.core.pagination import Page, PageParams, page_params, paginate
+from src.app.identity.dependencies import (
+    Principal,
+    get_owned,
+    require_admin,
+    require_reader,
+    require_writer,
+    scoped,
+)
+from src.app.sessions.models import TestSession
 
 router = APIRouter(tags=["buildings"])
+
+
+# --- buildings ---------------------------------------------------------------------------
+
+
+@router.post(
+    "/buildings",
+    status_code=201,
+    response_model=BuildingOut,
+    summary="Create a building (admin)",
+    description="Honours `Idempotency-Key`.",
+    responses=error_responses(*IDEMPOTENCY_ERROR_STATUSES),
+)
+async def create_building(
+    body: BuildingCreate,
+    principal: Principal = Depends(require_admin),
+    session: AsyncSession = Depends(get_session),
+    idempotency: IdempotentRequest = Depends(idempotency_optional),
+) -> Response:
+    async def work() -> Response:
+        building = Building(
+            organisation_id=principal.organisation_id,
+            name=body.name,
+            address=body.address,
+            building_type=body.building_type,
+            metadata_=body.metadata,
+        )
+        session.add(building)
+        await session.flush()
+        return json_response(
+            BuildingOut.of(building),
+            status_code=201,
+            headers={"Location": f"/v1/buildings/{building.id}"},
+        )
+
+    return await idempotency.run(principal, work)
+
+
+@router.get(
+    "/buildings",
+    response_model=Page[BuildingOut],
+    summary="List buildings, newest first",
+    responses=error_responses(400),
+)
+async def get_buildings(
+    building_type: str | None = Query(
+        None, max_length=64, description="Only buildings of exactly this type."
+    ),
+    q: str | None = Query(
+        None,
+        max_length=200,
+        description="Case-insensitive search in the building's name (substring match).",
+    ),
+    params: PageParams = Depends(page_params),
+    principal: Principal = Depends(require_reader),
+    session: AsyncSession = Depends(get_session),
+) -> Page[BuildingOut]:
+    filters = BuildingFilters.normalised(building_type, q)
+    rows, next_cursor = await paginate(
+        session,
+        list_buildings(principal, filters),
+        Building,
+        params,
+        endpoint=BUILDINGS_ENDPOINT,
+        filters=filters.binding(),
+        organisation_id=principal.organisation_id,
+    )
+    return Page[BuildingOut](data=[BuildingOut.of(b) for b in rows], next_cursor=next_cursor)
+
+
+@router.get("/buildings/{building_id}", response_model=BuildingOut, summary="Get a building")
+async def get_building(
+    building_id: uuid.UUID,
+    principal: Principal = Depends(require_reader),
+    session: AsyncSession = Depends(get_session),
+) -> BuildingOut:
+    return BuildingOut.of(
+        await get_owned(session, Building, building_id, principal, what="Building")
+    )
+
+
+@router.patch(
+    "/buildings/{building_id}",
+    response_model=BuildingOut,
+    summary="Update a building (admin); only the fields sent change",
+)
+async def update_building(
+    building_id: uuid.UUID,
+    body: BuildingUpdate,
+    principal: Principal = Depends(require_admin),
+    session: AsyncSession = Depends(get_session),
+) -> BuildingOut:
+    await begin_write(session)
+    building = await get_owned(
+        session, Building, building_id, principal, what="Building", for_update=True
+    )
+    changes = body.model_dump(exclude_unset=True)
+    if "metadata" in changes:
+        building.metadata_ = changes.pop("metadata")
+    for name, value in changes.items():
+        setattr(building, name, value)
+    await session.commit()
+    return BuildingOut.of(building)
+
+
+@router.delete(
+    "/buildings/{building_id}",
+    status_code=204,
+    summary="Delete a building and its equipment register (admin)",
+    description=(
+        "Deletes the building together with its equipment register (its assets). A building "
+        "that has test sessions is never deleted: that is refused with 409, because sessions "
+        "are the compliance record."
+    ),
+    responses=error_responses(409),
+)
+async def delete_building(
+    building_id: uuid.UUID,
+    principal: Principal = Depends(require_admin),
+    session: AsyncSession = Depends(get_session),
+) -> Response:
+    await begin_write(session)
+    # The row lock makes a concurrent session insert (whose foreign key check locks this
+    # row too) wait, so the check below cannot miss a session committed meanwhile.
+    building = await get_owned(
+        session, Building, building_id, principal, what="Building", for_update=True
+    )
+    has_sessions = await session.scalar(
+        select(exists().where(TestSession.building_id == building.id))
+    )
+    if has_sessions:
+        raise ApiError(
+            409,
+            f"Building {building_id} has test sessions and cannot be deleted; "
+            "its sessions are the compliance record",
+        )
+    await session.execute(
+        delete(Asset).where(
+            Asset.organisation_id == principal.organisation_id, Asset.building_id == building.id
+        )
+    )
+    await session.delete(building)
+    try:
+        await session.commit()
+    except IntegrityError as exc:  # a session arrived in a race the lock did not cover
+        await session.rollback()
+        raise ApiError(
+            409, f"Building {building_id} has test sessions and cannot be deleted"
+        ) from exc
+    return Response(status_code=204)
+
+
+# --- assets ------------------------------------------------------------------------------
+
+
+def _concurrent_change() -> ApiError:
+    return ApiError(
+        409,
+        "The asset conflicts with a concurrent change (its barcode was just taken, or its "
+        "building deleted); retry",
+        retryable=True,
+    )
+
+
+def _barcode_conflict(barcode: str) -> ApiError:
+    return ApiError(409, f"Another asset of this organisation already has barcode {barcode!r}")
+
+
+async def _check_barcode_free(
+    session: AsyncSession, principal: Principal, barcode: str, asset_id: uuid.UUID | None
+) -> None:
+    statement = scoped(select(Asset.id), Asset, principal).where(Asset.barcode == barcode)
+    if asset_id is not None:
+        statement = statement.where(Asset.id != asset_id)
+    if (await session.execute(statement.limit(1))).first() is not None:
+        raise _barcode_conflict(barcode)
+
+
+async def _save_asset(session: AsyncSession, principal: Principal, asset: Asset) -> None:
+    """Commit; a unique or foreign key violation from a concurrent writer becomes a 4xx."""
+    building_id, barcode = asset.building_id, asset.barcode
+    try:
+        await session.commit()
+    except IntegrityError as exc:
+        await session.rollback()
+        # Re-checked after the rollback: the building went away (404), or a concurrent
+        # request took the barcode between our check and our write (409).
+        await get_owned(session, Building, building_id, principal, what="Building")
+        raise _barcode_conflict(barcode or "") from exc
+
+
+@router.post(
+    "/buildings/{building_id}/assets",
+    status_code=201,
+    response_model=AssetOut,
+    summary="Add an item to a building's equipment register (admin, technician)",
+    description=(
+        "A barcode already used by another asset of the organisation is 409. "
+        "Honours `Idempotency-Key`."
+    ),
+    responses=error_responses(*IDEMPOTENCY_ERROR_STATUSES),
+)
+async def create_asset(
+    building_id: uuid.UUID,
+    body: AssetCreate,
+    principal: Principal = Depends(require_writer),
+    session: AsyncSession = Depends(get_session),
+    idempotency: IdempotentRequest = Depends(idempotency_optional),
+) -> Response:
+    async def work() -> Response:
+        building = await get_owned(session, Building, building_id, principal, what="Building")
+        if body.barcode is not None:
+            await _check_barcode_free(session, principal, body.barcode, None)
+        asset = Asset(
+            organisation_id=principal.organisation_id,
+            building_id=building.id,
+            asset_type=body.asset_type.value,
+            location=body.location,
+            barcode=body.barcode,
+            installed_on=body.installed_on,
+            attributes=body.attributes,
+        )
+        session.add(asset)
+        try:
+            await session.flush()
+        except IntegrityError as exc:  # a concurrent writer won the race (run() rolls back)
+            raise _concurrent_change() from exc
+        return json_response(
+            AssetOut.of(asset), status_code=201, headers={"Location": f"/v1/assets/{asset.id}"}
+        )
+
+    return await idempotency.run(principal, work)
+
+
+@router.get(
+    "/buildings/{building_id}/assets",
+    response_model=Page[AssetOut],
+    summary="List a building's equipment register, newest first",
+    responses=error_responses(400),
+)
+async def get_assets(
+    building_id: uuid.UUID,
+    params: PageParams = Depends(page_params),
+    principal: Principal = Depends(require_reader),
+    session: AsyncSession = Depends(get_session),
+) -> Page[AssetOut]:
+    await get_owned(session, Building, building_id, principal, what="Building")
+    rows, next_cursor = await paginate(
+        session,
+        list_assets(principal, building_id),
+        Asset,
+        params,
+        endpoint=ASSETS_ENDPOINT,
+        filters={"building_id": str(building_id)},
+        organisation_id=principal.organisation_id,
+    )
+    return Page[AssetOut](data=[AssetOut.of(a) for a in rows], next_cursor=next_cursor)
+
+
+@router.get("/assets/{asset_id}", response_model=AssetOut, summary="Get an asset")
+async def get_asset(
+    asset_id: uuid.UUID,
+    principal: Principal = Depends(require_reader),
+    session: AsyncSession = Depends(get_session),
+) -> AssetOut:
+    return AssetOut.of(await get_owned(session, Asset, asset_id, principal, what="Asset"))
+
+
+@router.patch(
+    "/assets/{asset_id}",
+    response_model=AssetOut,
+    summary="Update an asset (admin, technician); only the fields sent change",
+    responses=error_responses(409),
+)
+async def update_asset(
+    asset_id: uuid.UUID,
+    body: AssetUpdate,
+    principal: Principal = Depends(require_writer),
+    session: AsyncSession = Depends(get_session),
+) -> AssetOut:
+    await begin_write(session)
+    asset = await get_owned(session, Asset, asset_id, principal, what="Asset", for_update=True)
+    changes = body.model_dump(exclude_unset=True)
+    if "building_id" in changes:
+        await get_owned(session, Building, changes["building_id"], principal, what="Building")
+    if changes.get("barcode") is not None:
+        await _check_barcode_free(session, principal, changes["barcode"], asset.id)
+    if "asset_type" in changes:
+        changes["asset_type"] = changes["asset_type"].value
+    for name, value in changes.items():
+        setattr(asset, name, value)
+    await _save_asset(session, principal, asset)
+    return AssetOut.of(asset)

@@ -3,6 +3,10 @@
 A cursor carries the keyset position (``created_at`` with microseconds, ``id``) and a
 digest of the list it belongs to (endpoint, filters, organisation). It is HMAC-signed, so
 a tampered, truncated or foreign cursor is detected and refused.
+
+Wire form: ``base64url(payload) "." base64url(signature)``, unpadded. Decoding is strict
+(alphabet checked, canonical encoding required), so no two strings decode to one cursor:
+an altered character is always detected, even in base64's unused trailing bits.
 """
 
 from __future__ import annotations
@@ -12,13 +16,19 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 CURSOR_VERSION = 1
+# A genuine cursor is ~170 characters; anything far longer was not issued by us.
+MAX_CURSOR_LENGTH = 512
 _SIGNATURE_BYTES = 16
+_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_WIRE_FORM = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
 class InvalidCursor(ValueError):
@@ -27,6 +37,8 @@ class InvalidCursor(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class CursorPosition:
+    """The last row of a page: the next page starts strictly after it."""
+
     created_at: datetime
     id: uuid.UUID
 
@@ -36,13 +48,24 @@ def _b64encode(raw: bytes) -> str:
 
 
 def _b64decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64encode(raw) != text:  # non-canonical (e.g. altered padding bits)
+        raise ValueError("non-canonical base64")
+    return raw
 
 
-def scope_digest(endpoint: str, filters: dict[str, Any], organisation_id: uuid.UUID) -> str:
-    """Binds a cursor to one list: same endpoint, same filters, same organisation."""
+def scope_digest(endpoint: str, filters: Mapping[str, Any], organisation_id: uuid.UUID) -> str:
+    """Binds a cursor to one list: same endpoint, same filters, same organisation.
+
+    Filters whose value is ``None`` are dropped, so "not given" has one spelling. Callers
+    pass filters already normalised (e.g. a repeatable filter sorted and de-duplicated).
+    """
     canonical = json.dumps(
-        {"e": endpoint, "f": filters, "o": str(organisation_id)},
+        {
+            "e": endpoint,
+            "f": {name: value for name, value in filters.items() if value is not None},
+            "o": str(organisation_id),
+        },
         sort_keys=True,
         separators=(",", ":"),
         default=str,
@@ -57,7 +80,7 @@ def _signature(key: bytes, payload: bytes) -> bytes:
 
 
 def encode_cursor(key: bytes, position: CursorPosition, scope: str) -> str:
-    created = position.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    created = position.created_at.astimezone(UTC).strftime(_TIMESTAMP_FORMAT)
     payload = json.dumps(
         {"v": CURSOR_VERSION, "t": created, "i": position.id.hex, "s": scope},
         separators=(",", ":"),
@@ -66,8 +89,11 @@ def encode_cursor(key: bytes, position: CursorPosition, scope: str) -> str:
 
 
 def decode_cursor(key: bytes, cursor: str, scope: str) -> CursorPosition:
+    """The position inside ``cursor``; ``InvalidCursor`` unless we issued it for ``scope``."""
+    if len(cursor) > MAX_CURSOR_LENGTH or not _WIRE_FORM.fullmatch(cursor):
+        raise InvalidCursor("The cursor is malformed")
+    payload_text, signature_text = cursor.split(".", 1)
     try:
-        payload_text, signature_text = cursor.split(".", 1)
         payload = _b64decode(payload_text)
         signature = _b64decode(signature_text)
     except (ValueError, binascii.Error) as exc:
@@ -76,14 +102,15 @@ def decode_cursor(key: bytes, cursor: str, scope: str) -> CursorPosition:
         raise InvalidCursor("The cursor is invalid or has been altered")
     try:
         data = json.loads(payload)
-        if data["v"] != CURSOR_VERSION:
-            raise InvalidCursor("The cursor's version is not supported")
-        created_at = datetime.strptime(data["t"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        version = data["v"]
+        created_at = datetime.strptime(data["t"], _TIMESTAMP_FORMAT).replace(tzinfo=UTC)
         position = CursorPosition(created_at, uuid.UUID(hex=data["i"]))
         cursor_scope = data["s"]
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidCursor("The cursor is malformed") from exc
-    if not hmac.compare_digest(str(cursor_scope), scope):
+    if version != CURSOR_VERSION:
+        raise InvalidCursor("The cursor's version is not supported")
+    if not isinstance(cursor_scope, str) or not hmac.compare_digest(cursor_scope, scope):
         raise InvalidCursor(
             "The cursor belongs to another list (endpoint, filters or organisation)"
         )

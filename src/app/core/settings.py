@@ -40,6 +40,13 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(default=5, ge=1)
     login_window_seconds: int = Field(default=15 * 60, ge=1)
     max_concurrent_password_hashes: int = Field(default=4, ge=1)
+    # Redis (revocation cache, login throttling): every key starts with this prefix.
+    redis_key_prefix: str = Field(default="firemode:", min_length=1, max_length=100)
+    redis_timeout_seconds: float = Field(default=0.5, gt=0, le=10)
+    # After a Redis failure, go straight to the database for this long.
+    redis_retry_seconds: float = Field(default=2.0, ge=0, le=300)
+    # The revocation cache is rebuilt from the database at least this often.
+    redis_resync_seconds: int = Field(default=60, ge=1, le=3600)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_clock_skew_seconds: int = Field(default=5 * 60, ge=0)
     max_document_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)

@@ -53,6 +53,10 @@ class RefreshToken(IdentifiedMixin, Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # The access token issued together with this refresh token: logout, an admin's
+    # revocation by jti and reuse detection find the session (family) through it.
+    access_jti: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
+    access_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class RevokedToken(IdentifiedMixin, Base):

@@ -14,7 +14,11 @@ from src.app.core.settings import Settings
 
 ALGORITHM = "HS256"
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105  (RFC 9068 header "typ", not a secret)
-REQUIRED_CLAIMS = ["iss", "aud", "sub", "org", "role", "jti", "iat", "nbf", "exp"]
+# ``iat`` is whole seconds (RFC 7519 NumericDate, what every JWT library expects); the
+# private claim ``iat_us`` carries the same instant in microseconds, so that a token issued
+# in the same second as a user's revoke-all can be ordered against it exactly.
+ISSUED_AT_US_CLAIM = "iat_us"
+REQUIRED_CLAIMS = ["iss", "aud", "sub", "org", "role", "jti", "iat", "nbf", "exp", "iat_us"]
 
 
 class InvalidToken(Exception):
@@ -27,6 +31,7 @@ class AccessClaims:
     organisation_id: uuid.UUID
     role: str
     jti: str
+    # Microsecond precision (from ``iat_us``): compared with the user's revoke-all time.
     issued_at: datetime
     expires_at: datetime
 
@@ -46,10 +51,11 @@ def issue_access_token(
     role: str,
     now: datetime | None = None,
 ) -> IssuedAccessToken:
-    now = now or datetime.now(UTC)
-    issued_at = now.replace(microsecond=0)
+    issued_at = (now or datetime.now(UTC)).astimezone(UTC)
+    issued_us = to_epoch_us(issued_at)
+    issued_s = issued_us // 1_000_000
     lifetime = settings.access_token_ttl_seconds
-    expires_at = issued_at + timedelta(seconds=lifetime)
+    expires_at = datetime.fromtimestamp(issued_s + lifetime, UTC)
     jti = str(uuid.uuid4())
     payload = {
         "iss": settings.jwt_issuer,
@@ -58,9 +64,10 @@ def issue_access_token(
         "org": str(organisation_id),
         "role": role,
         "jti": jti,
-        "iat": int(issued_at.timestamp()),
-        "nbf": int(issued_at.timestamp()),
-        "exp": int(expires_at.timestamp()),
+        "iat": issued_s,
+        "nbf": issued_s,
+        "exp": issued_s + lifetime,
+        ISSUED_AT_US_CLAIM: issued_us,
     }
     token = jwt.encode(
         payload,
@@ -97,16 +104,37 @@ def decode_access_token(settings: Settings, token: str) -> AccessClaims:
     except jwt.PyJWTError as exc:
         raise InvalidToken("The access token is invalid") from exc
     try:
+        issued_us = payload[ISSUED_AT_US_CLAIM]
+        if not isinstance(issued_us, int) or isinstance(issued_us, bool):
+            raise TypeError("iat_us must be an integer")
+        # Both name the same instant in every token this server issues.
+        if issued_us // 1_000_000 != int(payload["iat"]):
+            raise ValueError("iat_us does not match iat")
+        jti = payload["jti"]
+        if not isinstance(jti, str) or not 1 <= len(jti) <= 64:
+            raise ValueError("jti must be a string of 1 to 64 characters")
         return AccessClaims(
             user_id=uuid.UUID(str(payload["sub"])),
             organisation_id=uuid.UUID(str(payload["org"])),
             role=str(payload["role"]),
-            jti=str(payload["jti"]),
-            issued_at=datetime.fromtimestamp(int(payload["iat"]), UTC),
+            jti=jti,
+            issued_at=from_epoch_us(issued_us),
             expires_at=datetime.fromtimestamp(int(payload["exp"]), UTC),
         )
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError, OSError) as exc:
         raise InvalidToken("The access token's claims are malformed") from exc
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_epoch_us(value: datetime) -> int:
+    """Exact microseconds since the epoch (no float rounding)."""
+    return (value - _EPOCH) // timedelta(microseconds=1)
+
+
+def from_epoch_us(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=value)
 
 
 def new_refresh_token() -> str:

@@ -75,6 +75,7 @@ OrderKey: TypeAlias = tuple[str, str, str]
 
 _OP_KINDS: Final[frozenset[str]] = frozenset({"set", "delete"})
 _BAD_ESCAPE: Final = re.compile(r"~(?![01])")
+_NUL_MESSAGE: Final = "contains the character U+0000, which cannot be stored"
 
 
 class _Missing(enum.Enum):
@@ -132,6 +133,8 @@ def parse_pointer(path: str, max_depth: int = MAX_PATH_DEPTH) -> tuple[str, ...]
         path.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidPath("contains an unpaired surrogate, which is not valid Unicode") from None
+    if "\x00" in path:
+        raise InvalidPath(_NUL_MESSAGE)
     segments: list[str] = []
     for index, segment in enumerate(raw, start=1):
         if "~" in segment:
@@ -165,7 +168,8 @@ def validate_value(
 
     Plain JSON means ``None``, ``bool``, ``int``, finite ``float``, ``str``, ``list``
     and ``dict`` with ``str`` keys: anything else would not survive a round trip
-    through the database unchanged, so two replicas could disagree.
+    through the database unchanged, so two replicas could disagree. Strings may not
+    contain U+0000, which PostgreSQL cannot store in text or ``jsonb``.
     """
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
@@ -176,12 +180,17 @@ def validate_value(
             for key, child in item.items():
                 if not isinstance(key, str):
                     raise InvalidValue("object keys must be strings")
+                if "\x00" in key:
+                    raise InvalidValue(_NUL_MESSAGE)
                 stack.append((child, depth + 1))
         elif isinstance(item, list):
             if depth >= max_depth:
                 raise InvalidValue(f"nested deeper than {max_depth} levels")
             stack.extend((child, depth + 1) for child in item)
-        elif item is not None and not isinstance(item, str | int | float):
+        elif isinstance(item, str):
+            if "\x00" in item:
+                raise InvalidValue(_NUL_MESSAGE)
+        elif item is not None and not isinstance(item, int | float):
             raise InvalidValue(f"not a JSON value (got {type(item).__name__})")
     try:
         size = len(_compact_json(value))
@@ -271,24 +280,34 @@ class Op:
         max_value_bytes: int = MAX_VALUE_BYTES,
         max_value_depth: int = MAX_VALUE_DEPTH,
         max_id_length: int = MAX_ID_LENGTH,
-        check_value: bool = True,
+        trusted: bool = False,
     ) -> Op:
         """Validate and build an op; ``op_id=None`` derives one (:func:`derive_op_id`).
 
         ``ts`` must already be a canonical HLC timestamp (the skew check is the caller's,
-        as it needs the server clock). A delete ignores ``value``. ``check_value=False``
-        skips the value checks, for ops re-read from the trusted log.
+        as it needs the server clock). A delete ignores ``value``.
+
+        ``trusted=True`` is for rows re-read from the op log, which were validated when
+        accepted: it skips the timestamp and value checks (the costly part of rebuilding
+        from a long log) and only parses the path, which merging needs anyway.
         """
         if op not in _OP_KINDS:
             raise InvalidOp(f"unknown op {op!r}: must be 'set' or 'delete'")
         kind: OpKind = "set" if op == "set" else "delete"
         segments = parse_pointer(path, max_path_depth)
-        ts_text = str(ts) if isinstance(ts, HLCTimestamp) else str(HLCTimestamp.parse(ts))
+        if isinstance(ts, HLCTimestamp):
+            ts_text = ts.format()
+        else:
+            if not trusted:
+                # Strict parsing admits one text per timestamp, so the text itself is
+                # canonical and ops can be ordered by comparing it.
+                HLCTimestamp.parse(ts)
+            ts_text = ts
         _check_id("device_id", device_id, max_id_length)
         if kind == "set":
             if value is MISSING:
                 raise InvalidOp("'set' requires a value")
-            if check_value:
+            if not trusted:
                 validate_value(value, max_value_bytes, max_value_depth)
         else:
             value = None
@@ -316,6 +335,8 @@ def _check_id(name: str, value: object, max_length: int) -> None:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidOp(f"{name} contains an unpaired surrogate") from None
+    if "\x00" in value:
+        raise InvalidOp(f"{name} {_NUL_MESSAGE}")
 
 
 def apply_op(document: dict[str, Any], op: Op) -> None:

@@ -7,7 +7,7 @@ from datetime import date
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Integer, String
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from src.app.core.database import Base, IdentifiedMixin
@@ -18,6 +18,20 @@ class SessionStatus(StrEnum):
     scheduled = "scheduled"
     in_progress = "in_progress"
     completed = "completed"
+
+
+class SessionFrequency(StrEnum):
+    """Routine service intervals of AS 1851."""
+
+    weekly = "weekly"
+    monthly = "monthly"
+    three_monthly = "3-monthly"
+    six_monthly = "6-monthly"
+    yearly = "yearly"
+    five_yearly = "5-yearly"
+    ten_yearly = "10-yearly"
+    twenty_five_yearly = "25-yearly"
+    thirty_yearly = "30-yearly"
 
 
 class TestSession(IdentifiedMixin, Base):
@@ -44,3 +58,31 @@ class TestSession(IdentifiedMixin, Base):
     results_version: Mapped[int] = mapped_column(BigInteger, default=0)
     results_last_key: Mapped[str | None] = mapped_column(String(400), default=None)
     results_size_bytes: Mapped[int] = mapped_column(Integer, default=2)
+
+
+# Keyset pagination indexes (organisation, equality filter, created_at DESC, id DESC): a page
+# is one index range scan with no sort. The plain one also serves the repeatable ``status``
+# filter (an IN-list cannot walk the status index in created_at order) and the
+# ``scheduled_for`` range filters, both as filters on that ordered scan.
+Index(
+    "ix_test_sessions_organisation_id_created_at_id",
+    TestSession.organisation_id,
+    TestSession.created_at.desc(),
+    TestSession.id.desc(),
+)
+Index(
+    "ix_test_sessions_organisation_id_status_created_at_id",
+    TestSession.organisation_id,
+    TestSession.status,
+    TestSession.created_at.desc(),
+    TestSession.id.desc(),
+)
+Index(
+    "ix_test_sessions_organisation_id_building_id_created_at_id",
+    TestSession.organisation_id,
+    TestSession.building_id,
+    TestSession.created_at.desc(),
+    TestSession.id.desc(),
+)
+# Sessions of a building: the delete check, and the foreign key's own look-up.
+Index("ix_test_sessions_building_id", TestSession.building_id)

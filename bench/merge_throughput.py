@@ -1,0 +1,242 @@
+"""Micro-benchmark of the results merge path, in process, on SQLite and PostgreSQL.
+
+For each log size (default 10, 1,000 and 100,000 ops) a session is seeded directly in
+the database (op log rows plus the matching materialised document, via SQL, so seeding
+100,000 ops takes seconds), then batches of new ops are POSTed to it through the real
+app (httpx ASGITransport: auth, revocation check, idempotency, merge, commit). New ops
+sort after the log, so they take the incremental path, whose cost should not depend on
+the log's length; a few "late" ops (older than the whole log) show the rebuild path,
+which does. The seeded ops cycle over 500 paths, so the 1,000- and 100,000-op documents
+are the same size and only the log differs.
+
+Run::
+
+    .venv/bin/python -m bench.merge_throughput
+    .venv/bin/python -m bench.merge_throughput --backends sqlite --log-sizes 10,1000
+
+PostgreSQL: a throwaway database on ``--server-url`` (default
+``$FIREMODE_BENCH_DATABASE_URL`` or ``postgresql://postgres@127.0.0.1:5432/postgres``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import insert
+
+from bench._server import (
+    DEFAULT_SERVER_URL,
+    SERVER_URL_ENV,
+    SeededUser,
+    create_database,
+    drop_database,
+    new_jwt_secret,
+    seed_technician,
+)
+from src.app.core import migrations
+from src.app.core.settings import Settings
+from src.app.main import create_app
+from src.app.results.crdt import Op, document_size_bytes, merge, parse_pointer
+from src.app.results.hlc import HLCTimestamp, HybridLogicalClock
+from src.app.results.ingest import encode_order_key
+from src.app.results.models import ResultOp
+from src.app.sessions.models import TestSession
+
+SEED_PATHS = 500
+SEED_CHUNK = 5_000
+
+
+@dataclass
+class Row:
+    backend: str
+    log_size: int
+    requests: int
+    ops_per_s: float
+    p50_ms: float
+    p95_ms: float
+    late_ms: float
+
+
+def _seed_ops(size: int, start_ms: int) -> list[Op]:
+    ops = []
+    for i in range(size):
+        path = f"/assets/a{i % SEED_PATHS}/reading"
+        ts = str(HLCTimestamp(start_ms + i // 10, i % 10))
+        ops.append(Op("set", path, i, ts, "seed-device", f"seed-{i}", parse_pointer(path)))
+    return ops
+
+
+async def _seed_session(app: Any, user: SeededUser, size: int) -> uuid.UUID:
+    session_id = uuid.uuid4()
+    ops = _seed_ops(size, time.time_ns() // 1_000_000 - 2 * 3600 * 1000)
+    document = merge(ops)
+    async with app.state.database.sessionmaker() as session:
+        session.add(
+            TestSession(
+                id=session_id,
+                organisation_id=user.organisation_id,
+                created_by=user.user_id,
+                results_document=document,
+                results_version=size,
+                results_last_key=encode_order_key(max(op.order_key for op in ops)),
+                results_size_bytes=document_size_bytes(document),
+            )
+        )
+        await session.flush()
+        table = ResultOp.__table__
+        for start in range(0, size, SEED_CHUNK):
+            await session.execute(
+                insert(table),
+                [
+                    {
+                        "session_id": session_id,
+                        "version": start + offset + 1,
+                        "organisation_id": user.organisation_id,
+                        "op": op.op,
+                        "path": op.path,
+                        "value": op.value,
+                        "ts": op.ts,
+                        "device_id": op.device_id,
+                        "op_id": op.op_id,
+                        "received_by": user.user_id,
+                    }
+                    for offset, op in enumerate(ops[start : start + SEED_CHUNK])
+                ],
+            )
+        await session.commit()
+    engine = app.state.database.engine
+    if engine.dialect.name == "postgresql":
+        # Measure a steady state, not the aftermath of a bulk load (fresh statistics,
+        # visibility map set), as autovacuum would leave it shortly after.
+        async with engine.connect() as connection:
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await autocommit.exec_driver_sql("VACUUM ANALYZE result_ops, test_sessions")
+    return session_id
+
+
+async def _measure(
+    app: Any, user: SeededUser, backend: str, size: int, requests: int, batch: int
+) -> Row:
+    session_id = await _seed_session(app, user, size)
+    url = f"/v1/tests/sessions/{session_id}/results"
+    clock = HybridLogicalClock()
+
+    async def post(client: httpx.AsyncClient, changes: list[dict[str, Any]]) -> float:
+        headers = {**user.headers, "Idempotency-Key": str(uuid.uuid4())}
+        started = time.perf_counter()
+        response = await client.post(
+            url, json={"device_id": "live-device", "changes": changes}, headers=headers
+        )
+        elapsed = time.perf_counter() - started
+        if response.status_code != 200:
+            raise RuntimeError(f"POST -> {response.status_code}: {response.text[:300]}")
+        return elapsed
+
+    def live(n: int) -> list[dict[str, Any]]:
+        return [
+            {
+                "op": "set",
+                "path": f"/assets/a{(n * batch + i) % SEED_PATHS}/reading",
+                "value": n,
+                "ts": str(clock.tick()),
+                "op_id": f"live-{n}-{i}",
+            }
+            for i in range(batch)
+        ]
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+        for n in range(3):  # warm-up: connections, caches
+            await post(client, live(-1 - n))
+        times = [await post(client, live(n)) for n in range(requests)]
+        # Older than the whole log: forces a rebuild from it.
+        late = [
+            await post(
+                client,
+                [
+                    {
+                        "op": "set",
+                        "path": "/assets/a0/reading",
+                        "value": -k,
+                        "ts": str(HLCTimestamp(1_000_000 + k)),
+                        "op_id": f"late-{k}",
+                    }
+                ],
+            )
+            for k in range(3)
+        ]
+    ordered = sorted(times)
+    return Row(
+        backend=backend,
+        log_size=size,
+        requests=requests,
+        ops_per_s=requests * batch / sum(times),
+        p50_ms=statistics.median(ordered) * 1000,
+        p95_ms=ordered[max(0, int(len(ordered) * 0.95) - 1)] * 1000,
+        late_ms=statistics.median(late) * 1000,
+    )
+
+
+async def _run_backend(
+    backend: str, url: str, sizes: list[int], requests: int, batch: int
+) -> list[Row]:
+    secret = new_jwt_secret()
+    user = await seed_technician(url, secret)
+    app = create_app(Settings(database_url=url, jwt_secret=secret, env="test"))
+    try:
+        return [await _measure(app, user, backend, size, requests, batch) for size in sizes]
+    finally:
+        await app.state.database.dispose()
+
+
+def run(backend: str, sizes: list[int], requests: int, batch: int, server_url: str) -> list[Row]:
+    if backend == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="fm-merge-bench-") as tmp:
+            url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
+            migrations.upgrade(url)  # outside the loop: env.py runs its own
+            return asyncio.run(_run_backend(backend, url, sizes, requests, batch))
+    database = create_database(server_url, prefix="fm_merge_bench")
+    try:
+        migrations.upgrade(database.url)
+        return asyncio.run(_run_backend(backend, database.url, sizes, requests, batch))
+    finally:
+        drop_database(database)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--log-sizes", default="10,1000,100000")
+    parser.add_argument("--requests", type=int, default=100, help="measured POSTs per size")
+    parser.add_argument("--batch", type=int, default=20, help="ops per POST")
+    parser.add_argument("--server-url", default=os.environ.get(SERVER_URL_ENV, DEFAULT_SERVER_URL))
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.log_sizes.split(",") if s.strip()]
+    rows: list[Row] = []
+    for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
+        rows.extend(run(backend, sizes, args.requests, args.batch, args.server_url))
+    print(
+        f"merge path, in process, {args.requests} sequential POSTs of {args.batch} ops "
+        "per log size (incremental), then 3 late ops (rebuild)"
+    )
+    print(f"{'backend':<11}{'log ops':>9}{'ops/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'rebuild ms':>12}")
+    for row in rows:
+        print(
+            f"{row.backend:<11}{row.log_size:>9}{row.ops_per_s:>10.0f}{row.p50_ms:>9.2f}"
+            f"{row.p95_ms:>9.2f}{row.late_ms:>12.1f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

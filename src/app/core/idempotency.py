@@ -1,0 +1,476 @@
+"""Idempotency keys for POST routes (CONTRACT section 8, IETF httpapi "Idempotency-Key").
+
+One mechanism for every POST route. A route declares the dependency and runs its work
+through it; the mechanism owns the transaction (begin, claim, commit, roll back)::
+
+    from src.app.core.idempotency import (
+        IDEMPOTENCY_ERROR_STATUSES, IdempotentRequest, idempotency_optional, json_response,
+    )
+
+    @router.post("/things", status_code=201, response_model=ThingOut,
+                 responses=error_responses(*IDEMPOTENCY_ERROR_STATUSES))
+    async def create_thing(
+        body: ThingIn,
+        principal: Principal = Depends(require_writer),  # declared first: 401/403 first
+        session: AsyncSession = Depends(get_session),
+        idempotency: IdempotentRequest = Depends(idempotency_optional),  # or _required
+    ) -> Response:
+        async def work() -> Response:
+            thing = Thing(...)
+            session.add(thing)
+            await session.flush()  # never commit inside work: run() commits
+            return json_response(ThingOut.model_validate(thing), status_code=201)
+
+        return await idempotency.run(principal, work)
+
+Rules:
+
+- ``work`` does every write of the request on the request's session (the one
+  ``get_session`` gives, which the dependency shares) and must not commit or roll back.
+  Raise ``ApiError`` for errors, as anywhere else.
+- ``run`` first ends whatever read-only transaction the auth dependencies used and
+  opens a write transaction (on SQLite with ``BEGIN IMMEDIATE``, so the write lock is
+  taken up front and a read-then-write never fails with "database is locked"), claims
+  the key, calls ``work``, stores the response and commits, all in that one transaction.
+- Only successful responses (status < 400) are stored. An exception (a 5xx) or an
+  error response rolls back the work *and* the claim, so the client's retry with the
+  same key runs again. Every error in this API means "nothing was done", so running a
+  retry again can never do the work twice, and a stored refusal would pin the client to
+  a stale answer (a 403 before a role change, a 422 for a document that has since
+  shrunk); a client that fixes its body may keep its key.
+- Without the header, ``idempotency_optional`` runs the work in the same write
+  transaction with nothing stored; ``idempotency_required`` answers 400.
+
+Semantics (all scoped to organisation, user, method and request path):
+
+- Same key, same request (SHA-256 of the canonical JSON body, plus the query string)
+  after a stored success: the stored status, headers and exact body bytes are replayed
+  with ``Idempotent-Replayed: true``; ``work`` does not run.
+- Same key, different request: 422.
+- Same key while the first request is still running: 409, ``retryable: true``,
+  ``Retry-After``.
+
+Design of the claim: it happens inside the work transaction, not in a separate one.
+The in-flight record is never committed, so a crashed worker cannot wedge a key: when
+its connection dies the database rolls the claim back with the work. On PostgreSQL the
+claim takes ``pg_try_advisory_xact_lock`` on a hash of the scope, which works across
+server processes and never waits: a second request for a key whose first request is
+still open gets 409 at once. After that, ``INSERT ... ON CONFLICT DO NOTHING`` either
+claims the key or finds the committed outcome to replay. (The alternative, committing an
+``in_progress`` row in its own short transaction, costs a second commit per request and
+needs leases to recover keys whose worker crashed.) On SQLite every write transaction
+is serialised by ``BEGIN IMMEDIATE``, so a concurrent duplicate waits for the first to
+commit and then replays. The table's ``in_progress`` state exists only inside the
+claiming transaction. Records live ``idempotency_ttl_seconds`` (24 h);
+``firemode maintenance purge`` deletes expired ones, and an expired record still
+present counts as absent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Protocol, cast
+
+from fastapi import Depends, Header, Request
+from pydantic import BaseModel
+from sqlalchemy import BigInteger, Table, delete, func, literal, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
+
+from src.app.core.clock import utc_now
+from src.app.core.database import get_session
+from src.app.core.errors import ApiError
+from src.app.core.idempotency_model import IdempotencyRecord
+from src.app.core.settings import Settings
+
+__all__ = [
+    "IDEMPOTENCY_ERROR_STATUSES",
+    "IDEMPOTENCY_HEADER",
+    "REPLAYED_HEADER",
+    "Caller",
+    "IdempotentRequest",
+    "begin_write",
+    "idempotency_optional",
+    "idempotency_required",
+    "json_response",
+    "parse_idempotency_key",
+    "request_fingerprint",
+]
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+MAX_KEY_LENGTH = 255
+MAX_STORED_PATH = 1024  # idempotency_records.path
+IN_FLIGHT_RETRY_AFTER_SECONDS = 1
+IDEMPOTENCY_ERROR_STATUSES = (400, 409, 422)
+"""What a route using the mechanism adds to its ``responses=error_responses(...)``."""
+
+JSON_MEDIA_TYPE = "application/json"
+# Headers a replay must not copy: recomputed for the new response, or per-request.
+_UNSTORED_HEADERS = frozenset({"content-length", "x-transaction-id", "date", "server"})
+
+Work = Callable[[], Awaitable[Response]]
+
+
+class Caller(Protocol):
+    """Whom a key belongs to; ``identity.dependencies.Principal`` is one."""
+
+    @property
+    def user_id(self) -> uuid.UUID: ...
+
+    @property
+    def organisation_id(self) -> uuid.UUID: ...
+
+
+def parse_idempotency_key(raw: str) -> str:
+    """The key inside a header value: bare, or an RFC 8941 sf-string (``"..."``).
+
+    Both spell the same key: ``abc`` and ``"abc"`` are one key. Raises ``ValueError``
+    with a client-safe message when the value is not 1-255 printable ASCII characters.
+    """
+    value = raw.strip(" \t")
+    if value.startswith('"'):
+        key = _parse_sf_string(value)
+    else:
+        key = value
+        if any(not 0x20 <= ord(ch) <= 0x7E for ch in key):
+            raise ValueError("must be printable ASCII characters")
+    if not key:
+        raise ValueError("must not be empty")
+    if len(key) > MAX_KEY_LENGTH:
+        raise ValueError(f"must be at most {MAX_KEY_LENGTH} characters")
+    return key
+
+
+def _parse_sf_string(value: str) -> str:
+    # RFC 8941 section 4.2.5: printable ASCII, with only \" and \\ as escapes.
+    out: list[str] = []
+    index = 1
+    while index < len(value):
+        ch = value[index]
+        if ch == "\\":
+            nxt = value[index + 1 : index + 2]
+            if nxt not in ('"', "\\"):
+                raise ValueError('a quoted key may only escape \\" and \\\\')
+            out.append(nxt)
+            index += 2
+            continue
+        if ch == '"':
+            if index != len(value) - 1:
+                raise ValueError("has characters after the closing quote")
+            return "".join(out)
+        if not 0x20 <= ord(ch) <= 0x7E:
+            raise ValueError("must be printable ASCII characters")
+        out.append(ch)
+        index += 1
+    raise ValueError("a quoted key is missing its closing quote")
+
+
+def _header_key(request: Request, required: bool) -> str | None:
+    values = request.headers.getlist(IDEMPOTENCY_HEADER)
+    if not values:
+        if required:
+            raise ApiError(400, f"This request needs an {IDEMPOTENCY_HEADER} header")
+        return None
+    if len(values) > 1:
+        raise ApiError(400, f"Send exactly one {IDEMPOTENCY_HEADER} header")
+    try:
+        return parse_idempotency_key(values[0])
+    except ValueError as exc:
+        raise ApiError(400, f"The {IDEMPOTENCY_HEADER} header {exc}") from None
+
+
+def request_fingerprint(body: bytes, query: str = "") -> str:
+    """SHA-256 over the canonical JSON body (sorted keys, no whitespace) and the query.
+
+    Key order and whitespace do not make a different request; a body that is not JSON is
+    hashed as raw bytes.
+    """
+    canonical: bytes
+    if body.strip():
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            canonical = b"raw:" + body
+        else:
+            canonical = json.dumps(
+                parsed, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+            ).encode("utf-8", "surrogatepass")
+    else:
+        canonical = b""
+    digest = hashlib.sha256(canonical)
+    digest.update(b"\x00" + query.encode("latin-1", "replace"))
+    return digest.hexdigest()
+
+
+def json_response(
+    model: BaseModel,
+    *,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+    exclude_unset: bool = False,
+) -> Response:
+    """Serialise a response model to the exact bytes that will be sent (and stored)."""
+    return Response(
+        content=model.model_dump_json(exclude_unset=exclude_unset),
+        status_code=status_code,
+        headers=headers,
+        media_type=JSON_MEDIA_TYPE,
+    )
+
+
+async def begin_write(session: AsyncSession) -> None:
+    """Start the request's write transaction.
+
+    Ends the (read-only) transaction the auth dependencies opened. On SQLite, takes the
+    database write lock up front with ``BEGIN IMMEDIATE``: a deferred transaction that
+    reads and then writes fails with "database is locked" when another writer committed
+    in between, whatever the busy timeout. pysqlite/aiosqlite (legacy transaction
+    control, which the engine uses) honour an explicit BEGIN and commit it normally.
+    """
+    bind = session.get_bind()
+    if bind.dialect.name != "sqlite":
+        return
+    if session.in_transaction():
+        await session.commit()
+    await session.execute(text("BEGIN IMMEDIATE"))
+
+
+def _advisory_lock_id(scope: tuple[str, ...]) -> int:
+    digest = hashlib.sha256("\x1f".join(scope).encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@dataclass(slots=True)
+class IdempotentRequest:
+    """A POST request with (or without) an idempotency key; see the module docstring."""
+
+    request: Request
+    session: AsyncSession
+    key: str | None
+
+    @property
+    def settings(self) -> Settings:
+        settings: Settings = self.request.app.state.settings
+        return settings
+
+    async def run(self, caller: Caller, work: Work, *, fingerprint: str | None = None) -> Response:
+        """Claim the key, run ``work``, store its response and commit; or replay.
+
+        ``fingerprint`` overrides the body hash (e.g. for a streamed upload whose route
+        hashes the content itself).
+        """
+        session = self.session
+        await begin_write(session)
+        try:
+            record_id: uuid.UUID | None = None
+            if self.key is not None:
+                if fingerprint is None:
+                    fingerprint = request_fingerprint(
+                        await self.request.body(), self.request.url.query
+                    )
+                claimed = await self._claim(caller, fingerprint)
+                if isinstance(claimed, Response):
+                    await session.rollback()
+                    return claimed
+                record_id = claimed
+            response = await work()
+            if response.status_code >= 400:
+                await session.rollback()
+                return response
+            if record_id is not None:
+                await self._complete(record_id, response)
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+        return response
+
+    def _scope(self, caller: Caller) -> tuple[str, str, str, str, str]:
+        assert self.key is not None
+        path = self.request.url.path
+        if len(path) > MAX_STORED_PATH:
+            # Fits the column and stays distinct from every other path.
+            path = "sha256:" + hashlib.sha256(path.encode("utf-8", "surrogatepass")).hexdigest()
+        return (
+            str(caller.organisation_id),
+            str(caller.user_id),
+            self.request.method.upper(),
+            path,
+            self.key,
+        )
+
+    async def _claim(self, caller: Caller, fingerprint: str) -> uuid.UUID | Response:
+        """The new record's id, or the response to give instead (replay; 409/422 raise)."""
+        session = self.session
+        scope = self._scope(caller)
+        lock_id = (
+            _advisory_lock_id(scope) if session.get_bind().dialect.name == "postgresql" else None
+        )
+        for _attempt in range(3):
+            record_id = await self._insert(caller, fingerprint, lock_id)
+            if record_id is not None:
+                return record_id
+            if lock_id is not None and not await self._lock(lock_id):
+                # Another transaction holds the key: in flight, unless what it holds is
+                # a replay of a committed, live outcome we may replay too.
+                existing = await self._find(caller)
+                if (
+                    existing is not None
+                    and existing.state == "completed"
+                    and existing.expires_at > utc_now()
+                ):
+                    return self._replay_or_refuse(existing, fingerprint)
+                raise self._in_flight()
+            existing = await self._find(caller)
+            if existing is None:
+                continue  # rolled back or purged since the insert: claim again
+            if existing.expires_at <= utc_now():
+                # Expired but not purged yet: it no longer counts.
+                await session.execute(
+                    delete(IdempotencyRecord).where(IdempotencyRecord.id == existing.id)
+                )
+                continue
+            if existing.state != "completed":
+                raise self._in_flight()
+            return self._replay_or_refuse(existing, fingerprint)
+        raise self._in_flight()
+
+    async def _lock(self, lock_id: int) -> bool:
+        # Re-entrant: true as well when this transaction already holds it.
+        locked = await self.session.scalar(
+            select(func.pg_try_advisory_xact_lock(literal(lock_id, BigInteger)))
+        )
+        return bool(locked)
+
+    async def _insert(
+        self, caller: Caller, fingerprint: str, lock_id: int | None
+    ) -> uuid.UUID | None:
+        """Claim the key. On PostgreSQL the advisory lock is taken in the same statement
+        (``INSERT ... SELECT ... WHERE pg_try_advisory_xact_lock(...)``), one round trip."""
+        session = self.session
+        now = utc_now()
+        _org, _user, method, path, key = self._scope(caller)
+        values: dict[str, Any] = {
+            "id": uuid.uuid4(),
+            "organisation_id": caller.organisation_id,
+            "user_id": caller.user_id,
+            "method": method,
+            "path": path,
+            "idempotency_key": key,
+            "request_fingerprint": fingerprint,
+            "state": "in_progress",
+            "expires_at": now + timedelta(seconds=self.settings.idempotency_ttl_seconds),
+            "created_at": now,
+            "updated_at": now,
+        }
+        table = cast(Table, IdempotencyRecord.__table__)
+        if lock_id is not None:
+            row = select(*(literal(v, type_=table.c[k].type) for k, v in values.items())).where(
+                func.pg_try_advisory_xact_lock(literal(lock_id, BigInteger))
+            )
+            statement: Any = pg_insert(table).from_select(list(values), row)
+        else:
+            statement = sqlite_insert(table).values(**values)
+        inserted: uuid.UUID | None = await session.scalar(
+            statement.on_conflict_do_nothing().returning(table.c.id)
+        )
+        return inserted
+
+    async def _find(self, caller: Caller) -> IdempotencyRecord | None:
+        _org, _user, method, path, key = self._scope(caller)
+        found: IdempotencyRecord | None = await self.session.scalar(
+            select(IdempotencyRecord)
+            .where(
+                IdempotencyRecord.organisation_id == caller.organisation_id,
+                IdempotencyRecord.user_id == caller.user_id,
+                IdempotencyRecord.method == method,
+                IdempotencyRecord.path == path,
+                IdempotencyRecord.idempotency_key == key,
+            )
+            .execution_options(populate_existing=True)
+        )
+        return found
+
+    def _replay_or_refuse(self, record: IdempotencyRecord, fingerprint: str) -> Response:
+        if record.request_fingerprint != fingerprint:
+            raise ApiError(
+                422,
+                f"This {IDEMPOTENCY_HEADER} was already used for a different request; "
+                "use a new key for a new request",
+            )
+        headers = {str(k): str(v) for k, v in (record.response_headers or {}).items()}
+        headers[REPLAYED_HEADER] = "true"
+        return Response(
+            content=record.response_body or b"",
+            status_code=record.response_status or 200,
+            headers=headers,
+        )
+
+    @staticmethod
+    def _in_flight() -> ApiError:
+        return ApiError(
+            409,
+            f"A request with this {IDEMPOTENCY_HEADER} is still being processed; "
+            "retry shortly to receive its response",
+            retryable=True,
+            headers={"Retry-After": str(IN_FLIGHT_RETRY_AFTER_SECONDS)},
+        )
+
+    async def _complete(self, record_id: uuid.UUID, response: Response) -> None:
+        body = response.body
+        if not isinstance(body, bytes | bytearray | memoryview):
+            raise TypeError("idempotent routes must return a Response with a body in memory")
+        headers = {k: v for k, v in response.headers.items() if k not in _UNSTORED_HEADERS}
+        now = utc_now()
+        await self.session.execute(
+            update(IdempotencyRecord)
+            .where(IdempotencyRecord.id == record_id)
+            .values(
+                state="completed",
+                response_status=response.status_code,
+                response_body=bytes(body),
+                response_headers=headers,
+                expires_at=now + timedelta(seconds=self.settings.idempotency_ttl_seconds),
+                updated_at=now,
+            )
+        )
+
+
+_KEY_DESCRIPTION = (
+    "1-255 printable ASCII characters, bare or as a quoted structured-field string. "
+    "Scoped to the caller and the request path; a retry with the same key and body "
+    "replays the stored response with `Idempotent-Replayed: true`."
+)
+
+
+async def idempotency_required(
+    request: Request,
+    session: AsyncSession = Depends(get_session),
+    # Optional for FastAPI so that a missing key is our 400, not a generic 422.
+    idempotency_key: str | None = Header(
+        default=None,
+        alias=IDEMPOTENCY_HEADER,
+        description="**Required** (missing: 400). " + _KEY_DESCRIPTION,
+    ),
+) -> IdempotentRequest:
+    """Dependency for routes where the key is mandatory (missing → 400)."""
+    return IdempotentRequest(request, session, _header_key(request, required=True))
+
+
+async def idempotency_optional(
+    request: Request,
+    session: AsyncSession = Depends(get_session),
+    idempotency_key: str | None = Header(
+        default=None, alias=IDEMPOTENCY_HEADER, description=_KEY_DESCRIPTION
+    ),
+) -> IdempotentRequest:
+    """Dependency for routes that honour a key when one is sent."""
+    return IdempotentRequest(request, session, _header_key(request, required=False))

@@ -1,0 +1,349 @@
+"""Results sync persistence: the op log, the materialised document, delta reads.
+
+The op log (``result_ops``) is the truth; ``test_sessions.results_*`` is a cache of its
+merge: the document, the version (ops accepted so far), the order key of the last op
+applied (``results_last_key``) and the document's size. A submission that only adds
+ops sorting after ``results_last_key`` is applied to the cached document; any other
+(an op "from the past", e.g. a device that was offline for hours) rebuilds the document
+from the whole log. Submissions on one session are serialised by a row lock on the
+session (``SELECT ... FOR UPDATE``; on SQLite the transaction holds the database write
+lock from its start), and run in the caller's transaction, which the idempotency
+mechanism commits together with the stored response.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+from sqlalchemy import Row, Table, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from src.app.core.clock import utc_now
+from src.app.core.errors import ApiError, FieldError
+from src.app.core.settings import Settings
+from src.app.identity.dependencies import Principal, scoped
+from src.app.results.crdt import (
+    Materialised,
+    Op,
+    OrderKey,
+    apply_ops,
+    can_apply_incrementally,
+    document_size_bytes,
+    parse_pointer,
+)
+from src.app.results.hlc import HybridLogicalClock, wall_clock_ms
+from src.app.results.ingest import (
+    InvalidBatch,
+    decode_order_key,
+    encode_order_key,
+    max_key,
+    prepare_changes,
+    split_duplicates,
+    stamp,
+)
+from src.app.results.models import ResultOp
+from src.app.results.schemas import ResultOpOut, ResultsOut, ResultsSubmission
+from src.app.sessions.models import SessionStatus, TestSession
+
+SERVER_CLOCK = HybridLogicalClock()
+"""One hybrid logical clock per process: stamps ops sent without ``ts``, and advances on
+every ``ts`` received so that the server never stamps behind what it has seen."""
+
+MergeMode = Literal["incremental", "rebuild", "none"]
+_ID_CHUNK = 500  # bind parameters per IN (...) lookup, well under SQLite's limit
+_RESULT_OPS = cast(Table, ResultOp.__table__)
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    session_id: uuid.UUID
+    version: int
+    applied: int
+    duplicates: int
+    server_ts: str
+    document: dict[str, Any]
+    mode: MergeMode
+
+
+def _invalid(problems: InvalidBatch) -> ApiError:
+    return ApiError(
+        422,
+        f"The changes are invalid: {problems}",
+        errors=[FieldError(pointer=p.pointer, detail=p.detail) for p in problems.problems],
+    )
+
+
+def server_device_id(principal: Principal) -> str:
+    """Device of ops sent without ``device_id``: the sending user, which keeps two users'
+    server-stamped ops apart and says in delta pulls who wrote them."""
+    return f"user:{principal.user_id}"
+
+
+_SESSION_COLUMNS = (
+    TestSession.status,
+    TestSession.results_document,
+    TestSession.results_version,
+    TestSession.results_last_key,
+)
+
+
+async def _lock_session(
+    session: AsyncSession, principal: Principal, session_id: uuid.UUID
+) -> Row[Any]:
+    """Lock the caller's session row, creating it as a draft when the id is unknown."""
+    statement = (
+        scoped(select(*_SESSION_COLUMNS), TestSession, principal)
+        .where(TestSession.id == session_id)
+        .with_for_update()
+    )
+    row: Row[Any] | None = (await session.execute(statement)).one_or_none()
+    if row is not None:
+        return row
+    # Results may arrive before the session does. ON CONFLICT DO NOTHING makes the
+    # creation race-safe, and leaves another organisation's session with this id alone.
+    now = utc_now()
+    dialect = session.get_bind().dialect.name
+    insert_ = pg_insert if dialect == "postgresql" else sqlite_insert
+    await session.execute(
+        insert_(TestSession)
+        .values(
+            id=session_id,
+            organisation_id=principal.organisation_id,
+            building_id=None,
+            session_name="",
+            frequency=None,
+            scheduled_for=None,
+            status=SessionStatus.draft.value,
+            created_by=principal.user_id,
+            results_document={},
+            results_version=0,
+            results_last_key=None,
+            results_size_bytes=document_size_bytes({}),
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["id"])
+    )
+    row = (await session.execute(statement)).one_or_none()
+    if row is None:
+        raise ApiError(404, f"Test session {session_id} does not exist")
+    return row
+
+
+async def _known_op_ids(session: AsyncSession, session_id: uuid.UUID, ids: list[str]) -> set[str]:
+    known: set[str] = set()
+    for start in range(0, len(ids), _ID_CHUNK):
+        chunk = ids[start : start + _ID_CHUNK]
+        rows = await session.execute(
+            select(ResultOp.op_id).where(
+                ResultOp.session_id == session_id, ResultOp.op_id.in_(chunk)
+            )
+        )
+        known.update(rows.scalars())
+    return known
+
+
+async def load_log(session: AsyncSession, session_id: uuid.UUID) -> list[Op]:
+    """Every op of the session, as engine ops (trusted: no re-validation)."""
+    rows = await session.execute(
+        select(
+            ResultOp.op,
+            ResultOp.path,
+            ResultOp.value,
+            ResultOp.ts,
+            ResultOp.device_id,
+            ResultOp.op_id,
+        )
+        .where(ResultOp.session_id == session_id)
+        .order_by(ResultOp.version)
+    )
+    return [
+        Op(op, path, value, ts, device_id, op_id, parse_pointer(path))
+        for op, path, value, ts, device_id, op_id in rows
+    ]
+
+
+async def submit_results(
+    session: AsyncSession,
+    principal: Principal,
+    session_id: uuid.UUID,
+    body: ResultsSubmission,
+    settings: Settings,
+    *,
+    clock: HybridLogicalClock = SERVER_CLOCK,
+) -> Submitted:
+    """Merge a batch into the session's results. Does not commit; raises ``ApiError``."""
+    try:
+        prepared = prepare_changes(
+            body.changes,
+            now_ms=wall_clock_ms(),
+            max_skew_ms=settings.max_clock_skew_seconds * 1000,
+        )
+    except InvalidBatch as exc:
+        raise _invalid(exc) from None
+
+    row = await _lock_session(session, principal, session_id)
+    if row.status == SessionStatus.completed.value:
+        raise ApiError(
+            409, f"Test session {session_id} is completed: its results can no longer change"
+        )
+    last_key = decode_order_key(row.results_last_key)
+    ops = stamp(
+        prepared,
+        device_id=body.device_id or server_device_id(principal),
+        clock=clock,
+        last_applied_ts=last_key[0] if last_key else None,
+    )
+    known = await _known_op_ids(session, session_id, sorted({op.op_id for op in ops}))
+    fresh, duplicates = split_duplicates(ops, known)
+    version: int = row.results_version
+    document: dict[str, Any] = row.results_document
+    mode: MergeMode = "none"
+    if fresh:
+        document, new_key, mode = await _merged(session, session_id, document, last_key, fresh)
+        size = document_size_bytes(document)
+        if size > settings.max_document_bytes:
+            raise ApiError(
+                422,
+                f"The merged results document would be {size} bytes, over the limit of "
+                f"{settings.max_document_bytes} bytes",
+                errors=[FieldError(pointer="/changes", detail="the merged document is too large")],
+            )
+        await _append(session, principal, session_id, version, fresh)
+        version += len(fresh)
+        await session.execute(
+            update(TestSession)
+            .where(TestSession.id == session_id)
+            .values(
+                results_document=document,
+                results_version=version,
+                results_last_key=encode_order_key(new_key),
+                results_size_bytes=size,
+                updated_at=utc_now(),
+            )
+            .execution_options(synchronize_session=False)
+        )
+    return Submitted(
+        session_id=session_id,
+        version=version,
+        applied=len(fresh),
+        duplicates=duplicates,
+        server_ts=str(clock.tick()),
+        document=document,
+        mode=mode,
+    )
+
+
+async def _merged(
+    session: AsyncSession,
+    session_id: uuid.UUID,
+    document: dict[str, Any],
+    last_key: OrderKey | None,
+    fresh: Sequence[Op],
+) -> tuple[dict[str, Any], OrderKey | None, MergeMode]:
+    if can_apply_incrementally(fresh, last_key):
+        # ``document`` was just read from the database: mutating it is safe.
+        return document, max_key(last_key, apply_ops(document, fresh)), "incremental"
+    log = await load_log(session, session_id)
+    log.extend(fresh)
+    rebuilt = Materialised.rebuild(log)
+    return rebuilt.document, rebuilt.last_key, "rebuild"
+
+
+async def _append(
+    session: AsyncSession,
+    principal: Principal,
+    session_id: uuid.UUID,
+    version: int,
+    fresh: Sequence[Op],
+) -> None:
+    now = utc_now()
+    await session.execute(
+        insert(_RESULT_OPS),
+        [
+            {
+                "session_id": session_id,
+                "version": version + offset,
+                "organisation_id": principal.organisation_id,
+                "op": op.op,
+                "path": op.path,
+                "value": op.value,
+                "ts": op.ts,
+                "device_id": op.device_id,
+                "op_id": op.op_id,
+                "received_by": principal.user_id,
+                "created_at": now,
+            }
+            for offset, op in enumerate(fresh, start=1)
+        ],
+    )
+
+
+def _op_out(
+    version: int, op: str, path: str, value: Any, ts: str, device: str, op_id: str
+) -> ResultOpOut:
+    if op == "set":
+        return ResultOpOut(
+            version=version, op="set", path=path, value=value, ts=ts, device_id=device, op_id=op_id
+        )
+    return ResultOpOut(
+        version=version, op="delete", path=path, ts=ts, device_id=device, op_id=op_id
+    )
+
+
+async def read_results(
+    session: AsyncSession,
+    principal: Principal,
+    session_id: uuid.UUID,
+    *,
+    since: int | None,
+    limit: int,
+) -> ResultsOut:
+    """The document, and with ``since`` the ops accepted after it (a page of ``limit``)."""
+    row = (
+        await session.execute(
+            scoped(
+                select(TestSession.results_document, TestSession.results_version),
+                TestSession,
+                principal,
+            ).where(TestSession.id == session_id)
+        )
+    ).one_or_none()
+    if row is None:
+        raise ApiError(404, f"Test session {session_id} does not exist")
+    document, version = row
+    if since is None:
+        return ResultsOut(session_id=session_id, version=version, document=document)
+    # Bounded by the version read above: those ops committed with it, so the page is
+    # consistent with the document even while other devices keep writing.
+    rows = await session.execute(
+        select(
+            ResultOp.version,
+            ResultOp.op,
+            ResultOp.path,
+            ResultOp.value,
+            ResultOp.ts,
+            ResultOp.device_id,
+            ResultOp.op_id,
+        )
+        .where(
+            ResultOp.session_id == session_id,
+            ResultOp.version > since,
+            ResultOp.version <= version,
+        )
+        .order_by(ResultOp.version)
+        .limit(limit + 1)
+    )
+    ops = [_op_out(*r) for r in rows]
+    next_since = None
+    if len(ops) > limit:
+        ops = ops[:limit]
+        next_since = ops[-1].version
+    return ResultsOut(
+        session_id=session_id, version=version, document=document, ops=ops, next_since=next_since
+    )
