@@ -86,3 +86,20 @@ class LoginFailure(IdentifiedMixin, Base):
     )
 
     throttle_key: Mapped[str] = mapped_column(String(400))
+
+
+# Keyset pagination of the users and revocations lists (organisation, created_at DESC,
+# id DESC), and the refresh tokens of one user (logout everywhere, role changes).
+Index(
+    "ix_users_organisation_id_created_at_id",
+    User.organisation_id,
+    User.created_at.desc(),
+    User.id.desc(),
+)
+Index(
+    "ix_revoked_tokens_organisation_id_created_at_id",
+    RevokedToken.organisation_id,
+    RevokedToken.created_at.desc(),
+    RevokedToken.id.desc(),
+)
+Index("ix_refresh_tokens_user_id", RefreshToken.user_id)
