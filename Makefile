@@ -34,6 +34,7 @@ lint: install
 	.venv/bin/ruff check src tests bench migrations
 	.venv/bin/ruff format --check src tests bench migrations
 	.venv/bin/mypy
+	.venv/bin/mypy bench
 
 test-sqlite: install
 	FIREMODE_TEST_BACKEND=sqlite $(PYTEST) -m "not postgres"
@@ -45,6 +46,12 @@ test: lint test-sqlite test-postgres
 
 signoff: install
 	FIREMODE_TEST_BACKEND=sqlite $(POETRY) run pytest tests/test_phase2_final_validation.py -v
+
+# Benchmarks print their figures; they need PostgreSQL and take minutes (see bench/README.md).
+bench: install
+	$(VENV_PY) -m bench.pagination
+	$(VENV_PY) -m bench.merge_throughput
+	$(VENV_PY) -m bench.results_load
 
 clean:
 	rm -rf .venv $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache

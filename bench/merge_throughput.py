@@ -93,7 +93,7 @@ async def _seed_session(app: Any, user: SeededUser, size: int) -> uuid.UUID:
             )
         )
         await session.flush()
-        table = ResultOp.__table__
+        table = ResultOp
         for start in range(0, size, SEED_CHUNK):
             await session.execute(
                 insert(table),
