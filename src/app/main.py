@@ -38,6 +38,17 @@ Every response carries `X-Transaction-ID`. Lists are cursor-paginated, newest fi
 COMMON_ERROR_STATUSES = (404, 422, 500, 503)
 BODY_ERROR_STATUSES = (413, 415)
 AUTH_ERROR_STATUSES = (401, 403)
+# 409 is an idempotent request still in flight; 429 throttling; 503 the database.
+RETRY_AFTER_STATUSES = (409, 429, 503)
+RETRY_AFTER_HEADER = {
+    "description": "Seconds to wait before retrying",
+    "schema": {"type": "integer", "minimum": 0},
+}
+REPLAYED_HEADER = {
+    "description": "`true` when this is the stored response of an earlier request with the "
+    "same Idempotency-Key (the work was not done again)",
+    "schema": {"type": "string", "enum": ["true"]},
+}
 
 
 def _describe_errors(schema: dict[str, Any]) -> dict[str, Any]:
@@ -68,11 +79,18 @@ def _describe_errors(schema: dict[str, Any]) -> dict[str, Any]:
                     statuses.add(int(code))
             for status in sorted(statuses):
                 existing = responses.get(str(status), {})
+                headers = dict(existing.get("headers", {}))
+                if status in RETRY_AFTER_STATUSES:
+                    headers["Retry-After"] = RETRY_AFTER_HEADER
                 responses[str(status)] = {
                     "description": existing.get("description") or HTTPStatus(status).phrase,
                     "content": problem,
-                    **({"headers": existing["headers"]} if "headers" in existing else {}),
+                    **({"headers": headers} if headers else {}),
                 }
+            if method == "post":
+                for code, response in responses.items():
+                    if code.startswith("2"):
+                        response.setdefault("headers", {})["Idempotent-Replayed"] = REPLAYED_HEADER
     return schema
 
 

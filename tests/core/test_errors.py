@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -25,6 +26,7 @@ CLOSED_PORT_URL = "postgresql+asyncpg://postgres@127.0.0.1:1/firemode"
 class EchoBody(RequestModel):
     name: str
     count: int
+    meta: dict[str, Any] | None = None
 
 
 def _probe_router() -> APIRouter:
@@ -103,7 +105,45 @@ async def test_malformed_json_is_422_with_pointer(probe_client: httpx.AsyncClien
         "/probe/echo", content=b'{"name": ', headers={"content-type": "application/json"}
     )
     body = assert_problem(response, 422, retryable=False)
-    assert len(body["errors"]) == 1  # type: ignore[arg-type]
+    assert body["errors"] == [
+        {"pointer": "", "detail": "The body is not valid JSON: Expecting value"}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("raw", "pointer", "detail"),
+    [
+        (b'{"name": "a\\u0000b", "count": 1}', "/name", "must not contain the character U+0000"),
+        (
+            b'{"name": "x", "count": 1, "meta": {"k": ["\\ud800"]}}',
+            "/meta",
+            "must not contain unpaired surrogate characters",
+        ),
+        (
+            b'{"name": "x", "count": 1, "meta": {"v": 1e400}}',
+            "/meta",
+            "must be a finite number (no NaN or Infinity)",
+        ),
+        (
+            b'{"name": "x", "count": 1, "meta": {"v": NaN}}',
+            "/meta",
+            "must be a finite number (no NaN or Infinity)",
+        ),
+    ],
+)
+async def test_values_no_database_can_store_are_422(
+    probe_client: httpx.AsyncClient, raw: bytes, pointer: str, detail: str
+) -> None:
+    response = await probe_client.post(
+        "/probe/echo", content=raw, headers={"content-type": "application/json"}
+    )
+    body = assert_problem(response, 422, retryable=False)
+    assert {"pointer": pointer, "detail": detail} in body["errors"]  # type: ignore[operator]
+
+
+async def test_nul_in_the_url_is_422_before_any_query(client: httpx.AsyncClient) -> None:
+    body = assert_problem(await client.get("/v1/buildings?q=a%00b"), 422, retryable=False)
+    assert body["detail"] == "The URL must not contain the character U+0000"
 
 
 async def test_body_over_limit_is_413_by_content_length(probe_client: httpx.AsyncClient) -> None:

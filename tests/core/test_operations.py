@@ -85,6 +85,31 @@ async def test_openapi_documents_the_error_envelope_on_every_operation(
     assert operations >= 3
 
 
+ROUTE_SPECIFIC_STATUSES = {
+    ("/v1/auth/login", "post"): {"401", "422", "429"},
+    ("/v1/tests/sessions", "post"): {"201", "200", "409", "404", "403", "401"},
+    ("/v1/tests/sessions", "get"): {"200", "400", "401", "403", "422"},
+    ("/v1/tests/sessions/{session_id}/results", "post"): {"200", "400", "403", "404", "409", "422"},
+    ("/v1/buildings/{building_id}", "delete"): {"204", "409", "404"},
+    ("/v1/users", "get"): {"200", "400", "401", "403"},
+}
+
+
+async def test_openapi_documents_route_specific_statuses_and_headers(
+    client: httpx.AsyncClient,
+) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    for (path, method), statuses in ROUTE_SPECIFIC_STATUSES.items():
+        documented = set(paths[path][method]["responses"])
+        assert statuses <= documented, (path, method, sorted(statuses - documented))
+    login = paths["/v1/auth/login"]["post"]["responses"]
+    assert set(login["429"]["headers"]) == {"Retry-After"}
+    results = paths["/v1/tests/sessions/{session_id}/results"]["post"]["responses"]
+    assert set(results["409"]["headers"]) == {"Retry-After"}
+    assert set(results["200"]["headers"]) == {"Idempotent-Replayed"}
+    assert set(paths["/health/ready"]["get"]["responses"]["503"]["headers"]) == {"Retry-After"}
+
+
 async def test_docs_page_is_served(client: httpx.AsyncClient) -> None:
     response = await client.get("/docs")
     assert response.status_code == 200

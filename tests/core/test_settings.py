@@ -18,7 +18,7 @@ def test_production_refuses_missing_or_short_secret(monkeypatch: pytest.MonkeyPa
     monkeypatch.delenv("FIREMODE_JWT_SECRET", raising=False)
     with pytest.raises(SettingsError, match="FIREMODE_JWT_SECRET of at least 32 bytes"):
         Settings(env="production")
-    with pytest.raises(SettingsError, match="FIREMODE_JWT_SECRET of at least 32 bytes"):
+    with pytest.raises(SettingsError, match="FIREMODE_JWT_SECRET must be at least 32 bytes"):
         Settings(env="production", jwt_secret="short")  # type: ignore[arg-type]
 
 
@@ -39,6 +39,6 @@ def test_no_configuration_means_embedded_sqlite(monkeypatch: pytest.MonkeyPatch)
     assert settings.uses_default_database
 
 
-def test_short_configured_secret_is_refused_even_in_development() -> None:
-    with pytest.raises(SettingsError, match="at least 32 bytes"):
-        Settings(jwt_secret="short").signing_secret()  # type: ignore[arg-type]
+def test_short_configured_secret_is_refused_at_start_even_in_development() -> None:
+    with pytest.raises(SettingsError, match="FIREMODE_JWT_SECRET must be at least 32 bytes"):
+        Settings(jwt_secret="short")  # type: ignore[arg-type]

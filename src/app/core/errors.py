@@ -147,7 +147,12 @@ def _validation_errors(exc: RequestValidationError) -> list[FieldError]:
         loc = list(item.get("loc", ()))
         where = loc[0] if loc else "body"
         rest = [str(part).replace("~", "~0").replace("/", "~1") for part in loc[1:]]
-        message = str(item.get("msg", "is invalid"))
+        message = str(item.get("msg", "is invalid")).removeprefix("Value error, ")
+        if item.get("type") == "json_invalid":
+            # loc holds a character offset here, not a path: the problem is the whole body.
+            error = (item.get("ctx") or {}).get("error", "invalid JSON")
+            problems.append(FieldError(pointer="", detail=f"The body is not valid JSON: {error}"))
+            continue
         if where == "body":
             problems.append(
                 FieldError(pointer="/" + "/".join(rest) if rest else "", detail=message)

@@ -8,7 +8,7 @@ import time
 import uuid
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -105,7 +105,14 @@ class RequestContextMiddleware:
             if not status_holder["started"]:
                 await respond(self._too_large())
         except Exception as exc:
-            if is_database_unavailable(exc):
+            if isinstance(exc, DataError):
+                # Backstop: input validation should have refused this value already.
+                logger.warning("database refused a value", extra={"error": type(exc.orig).__name__})
+                if not status_holder["started"]:
+                    await respond(
+                        problem_response(422, "The request contains a value that cannot be stored")
+                    )
+            elif is_database_unavailable(exc):
                 logger.warning("database unavailable", exc_info=exc)
                 if not status_holder["started"]:
                     await respond(
@@ -143,6 +150,10 @@ class RequestContextMiddleware:
         )
 
     def _reject_early(self, scope: Scope, headers: dict[bytes, bytes], method: str) -> Any:
+        query: bytes = scope.get("query_string", b"")
+        if b"%00" in query or b"\x00" in query or "\x00" in scope["path"]:
+            # No database stores U+0000 in text: refuse it uniformly, before any query.
+            return problem_response(422, "The URL must not contain the character U+0000")
         if method not in BODY_METHODS:
             return None
         length_raw = headers.get(b"content-length")

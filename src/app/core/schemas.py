@@ -2,21 +2,67 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer
+from pydantic import BaseModel, ConfigDict, PlainSerializer, field_validator
 
 from src.app.core.clock import to_rfc3339
 
 UTCTimestamp = Annotated[datetime, PlainSerializer(to_rfc3339, return_type=str, when_used="json")]
 
 
-class RequestModel(BaseModel):
-    """Request bodies reject unknown fields, so a client's typo never passes silently."""
+def storable_json_problem(value: Any, depth: int = 0) -> str | None:
+    """Why ``value`` cannot be stored faithfully by both databases, or None.
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    PostgreSQL refuses U+0000 in text and JSONB and lone surrogates anywhere; JSON has no
+    NaN or Infinity (Python's parser accepts them, and 1e400 becomes infinity).
+    """
+    if depth > 64:
+        return "is nested deeper than 64 levels"
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "must not contain the character U+0000"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "must not contain unpaired surrogate characters"
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "must be a finite number (no NaN or Infinity)"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            problem = storable_json_problem(key, depth + 1) or storable_json_problem(
+                item, depth + 1
+            )
+            if problem is not None:
+                return problem
+        return None
+    if isinstance(value, list | tuple):
+        for item in value:
+            problem = storable_json_problem(item, depth + 1)
+            if problem is not None:
+                return problem
+    return None
+
+
+class RequestModel(BaseModel):
+    """Request bodies reject unknown fields, so a client's typo never passes silently, and
+    any value the database could not store, so bad input is a 422 and never a 500."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        if isinstance(value, BaseModel):
+            return value  # validated by its own class
+        problem = storable_json_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
 
 class ResourceModel(BaseModel):

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _production_guards(self) -> Settings:
+        if self.jwt_secret is not None and len(self.jwt_secret.get_secret_value().encode()) < (
+            MIN_SECRET_BYTES
+        ):
+            # Refused at start-up, not at the first login.
+            raise SettingsError(f"FIREMODE_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes")
         if self.env != "production":
             return self
         if "FIREMODE_DATABASE_URL" not in os.environ and self.database_url == DEFAULT_DATABASE_URL:
