@@ -202,14 +202,17 @@ async def test_reuse_of_a_refresh_token_revokes_the_family(http: httpx.AsyncClie
     tenant = await make_tenant()
     original = await login(http, tenant.technician.email)
     unrelated = await login(http, tenant.technician.email)
-    # The thief uses the stolen refresh token first...
-    thief = pair(await refresh(http, original.refresh))
+    # The thief uses the stolen refresh token first, and keeps rotating...
+    first = pair(await refresh(http, original.refresh))
+    thief = pair(await refresh(http, first.refresh))
     assert (await http.get(ME, headers=thief.headers)).status_code == 200
-    # ...then the owner presents the same (now used) token: theft detected.
+    # ...then the owner presents the same (now used) token, whose successor was used
+    # (so no retry grace applies): theft detected.
     assert_401(await refresh(http, original.refresh), REUSED)
     # The whole family is dead: the thief's refresh and access tokens included.
     assert_401(await refresh(http, thief.refresh), INVALID_REFRESH)
     assert_401(await http.get(ME, headers=thief.headers), TOKEN_REVOKED)
+    assert_401(await http.get(ME, headers=first.headers), TOKEN_REVOKED)
     assert_401(await http.get(ME, headers=original.headers), TOKEN_REVOKED)
     # Another login of the same user is another family, untouched.
     assert (await http.get(ME, headers=unrelated.headers)).status_code == 200
@@ -327,12 +330,15 @@ async def test_no_password_or_token_is_ever_logged(http: httpx.AsyncClient, make
         assert wrong.status_code == 401
         tokens = await login(http, email, secret_password)
         rotated = pair(await refresh(http, tokens.refresh))
+        retried = pair(await refresh(http, tokens.refresh))  # within the retry grace
+        later = pair(await refresh(http, retried.refresh))
         assert_401(await refresh(http, tokens.refresh), REUSED)
         fresh = await login(http, email, secret_password)
         assert (await http.post("/v1/auth/logout", headers=fresh.headers)).status_code == 204
     formatter = JsonFormatter()
     logged = "\n".join(formatter.format(record) for record in caplog.records)
     assert "login succeeded" in logged and "refresh token reuse detected" in logged
+    assert "refresh retried within the grace interval" in logged
     for secret in (
         secret_password,
         "wrong" * 3,
@@ -340,6 +346,10 @@ async def test_no_password_or_token_is_ever_logged(http: httpx.AsyncClient, make
         tokens.refresh,
         rotated.access,
         rotated.refresh,
+        retried.access,
+        retried.refresh,
+        later.access,
+        later.refresh,
         fresh.access,
         fresh.refresh,
         tenant.admin.token,

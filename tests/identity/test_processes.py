@@ -86,6 +86,8 @@ def two_servers(
         FIREMODE_JWT_SECRET=TEST_SECRET,
         FIREMODE_ENV="test",
         FIREMODE_LOG_LEVEL="WARNING",
+        # These tests are about theft detection across processes: no retry grace.
+        FIREMODE_REFRESH_REUSE_GRACE_SECONDS="0",
     )
     if request.param == "redis":
         env.update(FIREMODE_REDIS_URL=REDIS_URL, FIREMODE_REDIS_KEY_PREFIX=redis_prefix())

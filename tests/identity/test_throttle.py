@@ -10,6 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from src.app.core.settings import Settings
 from src.app.identity.models import LoginFailure
 from src.app.identity.throttle import retry_after_seconds, throttle_keys
 from tests.conftest import TEST_PASSWORD
@@ -86,16 +87,41 @@ async def test_five_failures_for_one_email_then_429(
         assert 0 < await redis_client.pttl(key) <= 900_000
 
 
+def guess() -> str:
+    return f"guess-{uuid.uuid4().hex[:10]}@x.example"
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
-async def test_five_failures_from_one_address_then_429(make_app, make_tenant, backend: str):
-    app = make_app(**settings_for(backend))
+async def test_the_address_limit_is_its_own(make_app, make_tenant, backend: str):
+    app = make_app(**settings_for(backend, login_max_failures_per_address=8))
     tenant = await make_tenant()
     address = next_client_address()
-    for n in range(5):  # five different (unknown) emails from one address
-        assert_401(await attempt(app, f"guess{n}-{uuid.uuid4().hex[:6]}@x.example", WRONG, address))
+    for _ in range(8):  # eight unknown emails from one address: past the per-email 5
+        assert_401(await attempt(app, guess(), WRONG, address))
     assert_429(await attempt(app, tenant.admin.email, TEST_PASSWORD, address))
     # The same account from another address gets through.
     assert (await attempt(app, tenant.admin.email, TEST_PASSWORD)).status_code == 200
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_an_office_behind_one_address_survives_a_few_typos(
+    make_app, make_tenant, backend: str
+):
+    """Default settings: five colleagues' typos from one NAT address lock nobody out."""
+    app = make_app(**settings_for(backend))
+    tenant = await make_tenant()
+    address = next_client_address()
+    for person in (tenant.admin, tenant.technician, tenant.viewer):
+        assert_401(await attempt(app, person.email, WRONG, address))
+    for _ in range(3):
+        assert_401(await attempt(app, guess(), WRONG, address))
+    for person in (tenant.admin, tenant.technician, tenant.viewer):
+        assert (await attempt(app, person.email, TEST_PASSWORD, address)).status_code == 200
+
+
+def test_the_limits_default_to_5_per_email_and_50_per_address():
+    settings = Settings()
+    assert (settings.login_max_failures, settings.login_max_failures_per_address) == (5, 50)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

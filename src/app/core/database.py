@@ -101,7 +101,10 @@ def build_engine(
         url,
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=True,
+        # No pre-ping: it costs three round trips per checkout. A connection found dead
+        # mid-request is invalidated by SQLAlchemy and the request answers 503 (see
+        # core/middleware.py); recycling bounds how stale an idle one can get.
+        pool_recycle=1800,
         pool_timeout=10,
         connect_args=connect_args,
     )

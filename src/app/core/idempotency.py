@@ -78,7 +78,7 @@ from typing import Any, Protocol, cast
 
 from fastapi import Depends, Header, Request
 from pydantic import BaseModel
-from sqlalchemy import BigInteger, Table, delete, func, literal, select, text, update
+from sqlalchemy import BigInteger, Row, Table, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -117,6 +117,73 @@ JSON_MEDIA_TYPE = "application/json"
 _UNSTORED_HEADERS = frozenset({"content-length", "x-transaction-id", "date", "server"})
 
 Work = Callable[[], Awaitable[Response]]
+
+# Prebuilt Core statements, run on the request's connection: every request runs them,
+# and a statement built once has its cache key computed once (no ORM compile step).
+_TABLE = cast(Table, IdempotencyRecord.__table__)
+_C = _TABLE.c
+_CLAIM_COLUMNS = (
+    "id",
+    "organisation_id",
+    "user_id",
+    "method",
+    "path",
+    "idempotency_key",
+    "request_fingerprint",
+    "state",
+    "expires_at",
+    "created_at",
+    "updated_at",
+)
+# PostgreSQL: the advisory lock is taken in the claiming statement itself
+# (INSERT ... SELECT ... WHERE pg_try_advisory_xact_lock(...)), one round trip.
+_CLAIM_PG = (
+    pg_insert(_TABLE)
+    .from_select(
+        list(_CLAIM_COLUMNS),
+        select(*(bindparam(f"v_{name}", type_=_C[name].type) for name in _CLAIM_COLUMNS)).where(
+            func.pg_try_advisory_xact_lock(bindparam("lock_id", type_=BigInteger()))
+        ),
+    )
+    .on_conflict_do_nothing()
+    .returning(_C.id)
+)
+_CLAIM_SQLITE = (
+    sqlite_insert(_TABLE)
+    .values({name: bindparam(f"v_{name}", type_=_C[name].type) for name in _CLAIM_COLUMNS})
+    .on_conflict_do_nothing()
+    .returning(_C.id)
+)
+_TRY_LOCK = select(func.pg_try_advisory_xact_lock(bindparam("lock_id", type_=BigInteger())))
+_FIND = select(
+    _C.id,
+    _C.state,
+    _C.expires_at,
+    _C.request_fingerprint,
+    _C.response_status,
+    _C.response_body,
+    _C.response_headers,
+).where(
+    _C.organisation_id == bindparam("organisation_id"),
+    _C.user_id == bindparam("user_id"),
+    _C.method == bindparam("method"),
+    _C.path == bindparam("path"),
+    _C.idempotency_key == bindparam("key"),
+)
+_Record = Row[Any, Any, Any, Any, Any, Any, Any]  # a row of _FIND
+_DELETE = delete(_TABLE).where(_C.id == bindparam("record_id"))
+_COMPLETE = (
+    update(_TABLE)
+    .where(_C.id == bindparam("record_id"))
+    .values(
+        state="completed",
+        response_status=bindparam("v_status", type_=_C.response_status.type),
+        response_body=bindparam("v_body", type_=_C.response_body.type),
+        response_headers=bindparam("v_headers", type_=_C.response_headers.type),
+        expires_at=bindparam("v_expires_at", type_=_C.expires_at.type),
+        updated_at=bindparam("v_now", type_=_C.updated_at.type),
+    )
+)
 
 
 class Caller(Protocol):
@@ -334,9 +401,8 @@ class IdempotentRequest:
                 continue  # rolled back or purged since the insert: claim again
             if existing.expires_at <= utc_now():
                 # Expired but not purged yet: it no longer counts.
-                await session.execute(
-                    delete(IdempotencyRecord).where(IdempotencyRecord.id == existing.id)
-                )
+                conn = await session.connection()
+                await conn.execute(_DELETE, {"record_id": existing.id})
                 continue
             if existing.state != "completed":
                 raise self._in_flight()
@@ -345,9 +411,8 @@ class IdempotentRequest:
 
     async def _lock(self, lock_id: int) -> bool:
         # Re-entrant: true as well when this transaction already holds it.
-        locked = await self.session.scalar(
-            select(func.pg_try_advisory_xact_lock(literal(lock_id, BigInteger)))
-        )
+        conn = await self.session.connection()
+        locked = await conn.scalar(_TRY_LOCK, {"lock_id": lock_id})
         return bool(locked)
 
     async def _insert(
@@ -355,51 +420,48 @@ class IdempotentRequest:
     ) -> uuid.UUID | None:
         """Claim the key. On PostgreSQL the advisory lock is taken in the same statement
         (``INSERT ... SELECT ... WHERE pg_try_advisory_xact_lock(...)``), one round trip."""
-        session = self.session
         now = utc_now()
         _org, _user, method, path, key = self._scope(caller)
-        values: dict[str, Any] = {
-            "id": uuid.uuid4(),
-            "organisation_id": caller.organisation_id,
-            "user_id": caller.user_id,
-            "method": method,
-            "path": path,
-            "idempotency_key": key,
-            "request_fingerprint": fingerprint,
-            "state": "in_progress",
-            "expires_at": now + timedelta(seconds=self.settings.idempotency_ttl_seconds),
-            "created_at": now,
-            "updated_at": now,
+        params: dict[str, Any] = {
+            "v_id": uuid.uuid4(),
+            "v_organisation_id": caller.organisation_id,
+            "v_user_id": caller.user_id,
+            "v_method": method,
+            "v_path": path,
+            "v_idempotency_key": key,
+            "v_request_fingerprint": fingerprint,
+            "v_state": "in_progress",
+            "v_expires_at": now + timedelta(seconds=self.settings.idempotency_ttl_seconds),
+            "v_created_at": now,
+            "v_updated_at": now,
         }
-        table = cast(Table, IdempotencyRecord.__table__)
+        conn = await self.session.connection()
         if lock_id is not None:
-            row = select(*(literal(v, type_=table.c[k].type) for k, v in values.items())).where(
-                func.pg_try_advisory_xact_lock(literal(lock_id, BigInteger))
-            )
-            statement: Any = pg_insert(table).from_select(list(values), row)
+            params["lock_id"] = lock_id
+            statement = _CLAIM_PG
         else:
-            statement = sqlite_insert(table).values(**values)
-        inserted: uuid.UUID | None = await session.scalar(
-            statement.on_conflict_do_nothing().returning(table.c.id)
-        )
+            statement = _CLAIM_SQLITE
+        inserted: uuid.UUID | None = await conn.scalar(statement, params)
         return inserted
 
-    async def _find(self, caller: Caller) -> IdempotencyRecord | None:
+    async def _find(self, caller: Caller) -> _Record | None:
         _org, _user, method, path, key = self._scope(caller)
-        found: IdempotencyRecord | None = await self.session.scalar(
-            select(IdempotencyRecord)
-            .where(
-                IdempotencyRecord.organisation_id == caller.organisation_id,
-                IdempotencyRecord.user_id == caller.user_id,
-                IdempotencyRecord.method == method,
-                IdempotencyRecord.path == path,
-                IdempotencyRecord.idempotency_key == key,
+        conn = await self.session.connection()
+        found: _Record | None = (
+            await conn.execute(
+                _FIND,
+                {
+                    "organisation_id": caller.organisation_id,
+                    "user_id": caller.user_id,
+                    "method": method,
+                    "path": path,
+                    "key": key,
+                },
             )
-            .execution_options(populate_existing=True)
-        )
+        ).one_or_none()
         return found
 
-    def _replay_or_refuse(self, record: IdempotencyRecord, fingerprint: str) -> Response:
+    def _replay_or_refuse(self, record: _Record, fingerprint: str) -> Response:
         if record.request_fingerprint != fingerprint:
             raise ApiError(
                 422,
@@ -430,17 +492,17 @@ class IdempotentRequest:
             raise TypeError("idempotent routes must return a Response with a body in memory")
         headers = {k: v for k, v in response.headers.items() if k not in _UNSTORED_HEADERS}
         now = utc_now()
-        await self.session.execute(
-            update(IdempotencyRecord)
-            .where(IdempotencyRecord.id == record_id)
-            .values(
-                state="completed",
-                response_status=response.status_code,
-                response_body=bytes(body),
-                response_headers=headers,
-                expires_at=now + timedelta(seconds=self.settings.idempotency_ttl_seconds),
-                updated_at=now,
-            )
+        conn = await self.session.connection()
+        await conn.execute(
+            _COMPLETE,
+            {
+                "record_id": record_id,
+                "v_status": response.status_code,
+                "v_body": bytes(body),
+                "v_headers": headers,
+                "v_expires_at": now + timedelta(seconds=self.settings.idempotency_ttl_seconds),
+                "v_now": now,
+            },
         )
 
 

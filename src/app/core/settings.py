@@ -37,7 +37,12 @@ class Settings(BaseSettings):
     access_token_ttl_seconds: int = Field(default=15 * 60, ge=30, le=24 * 3600)
     refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
     jwt_leeway_seconds: int = Field(default=10, ge=0, le=120)
-    login_max_failures: int = Field(default=5, ge=1)
+    # A refresh token presented again this soon after its rotation, whose successor is
+    # still unused, is a client retry (lost response), not theft. 0 disables.
+    refresh_reuse_grace_seconds: int = Field(default=30, ge=0, le=600)
+    login_max_failures: int = Field(default=5, ge=1)  # per email
+    # Per client address: many people may share one (an office behind NAT).
+    login_max_failures_per_address: int = Field(default=50, ge=1)
     login_window_seconds: int = Field(default=15 * 60, ge=1)
     max_concurrent_password_hashes: int = Field(default=4, ge=1)
     # Redis (revocation cache, login throttling): every key starts with this prefix.

@@ -40,13 +40,18 @@ def _unauthorized(detail: str) -> ApiError:
     return ApiError(401, detail, headers={"WWW-Authenticate": 'Bearer realm="firemode"'})
 
 
-def get_settings_from_app(request: Request) -> Settings:
+async def get_settings_from_app(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_access_token_decoder(settings: Settings = Depends(get_settings_from_app)) -> TokenDecoder:
-    """The token-decoding step, alone, so tests may map a fixed token to fixed claims."""
+async def get_access_token_decoder(
+    settings: Settings = Depends(get_settings_from_app),
+) -> TokenDecoder:
+    """The token-decoding step, alone, so tests may map a fixed token to fixed claims.
+
+    ``async`` (like every dependency on the hot path): FastAPI runs plain ``def``
+    dependencies in a thread pool, a costly hop for a function that does no I/O."""
 
     def decode(token: str) -> AccessClaims:
         return decode_access_token(settings, token)

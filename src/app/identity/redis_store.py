@@ -1,7 +1,8 @@
 """The identity domain's Redis connection: lazy, short timeouts, and a brief circuit breaker.
 
-Redis is an accelerator here, never the record: every caller has a database path to fall
+Redis is an accelerator here, never the record: every read has a database path to fall
 back to, so a failing Redis must cost one quick error, not a stall on every request.
+(Revocation writes have no fallback: they are refused with 503 while Redis fails.)
 """
 
 from __future__ import annotations
@@ -74,9 +75,14 @@ class RedisStore:
     def in_backoff(self) -> bool:
         return time.monotonic() < self._down_until
 
-    async def run(self, operation: Callable[[Redis], Awaitable[T]]) -> T:
-        """Run one Redis operation; any failure becomes RedisUnavailable."""
-        if self.in_backoff:
+    async def run(
+        self, operation: Callable[[Redis], Awaitable[T]], *, ignore_backoff: bool = False
+    ) -> T:
+        """Run one Redis operation; any failure becomes RedisUnavailable.
+
+        ``ignore_backoff``: try even during the back-off period (rare writes that have no
+        database fallback, such as revocations)."""
+        if self.in_backoff and not ignore_backoff:
             raise RedisUnavailable("Redis is in its back-off period")
         try:
             async with asyncio.timeout(self.timeout * 2):

@@ -2,7 +2,8 @@
 
 The database is the record (the ``revoked_tokens`` list, ``users.is_active`` and
 ``users.tokens_valid_after``). With ``FIREMODE_REDIS_URL`` set, every revocation is also
-written through to Redis and the check asks Redis first, so that it takes effect at once
+written to Redis (before the database commit; a failed write rolls the revocation back
+and answers 503) and the check asks Redis first, so that it takes effect at once
 on every process without a database round trip per request:
 
 - ``rtl:jti:<jti>``: a revoked access token, expiring with the token.
@@ -27,11 +28,11 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from fastapi import Request
 from redis.asyncio import Redis
-from sqlalchemy import exists, select
+from sqlalchemy import Table, bindparam, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from src.app.core.clock import utc_now
@@ -63,6 +64,17 @@ end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 """
+
+
+_USERS = cast(Table, User.__table__)
+_REVOKED = cast(Table, RevokedToken.__table__)
+# One round trip for the whole check (the user's state and the token's jti), built once.
+_CHECK_STATEMENT = select(
+    _USERS.c.organisation_id,
+    _USERS.c.is_active,
+    _USERS.c.tokens_valid_after,
+    exists().where(_REVOKED.c.jti == bindparam("jti")),
+).where(_USERS.c.id == bindparam("user_id"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,17 +183,12 @@ class RevocationChecker:
         return _PASS if reason is None else reason
 
     async def _database_refusal(self, session: AsyncSession, claims: AccessClaims) -> str | None:
-        # Columns, not the entity: the request's identity map must not hold a User loaded
-        # here, or a handler's later SELECT ... FOR UPDATE would hand back stale values.
+        # Core on the connection, not the entity: the request's identity map must not hold
+        # a User loaded here, or a handler's later SELECT ... FOR UPDATE would hand back
+        # stale values.
+        conn = await session.connection()
         row = (
-            await session.execute(
-                select(
-                    User.organisation_id,
-                    User.is_active,
-                    User.tokens_valid_after,
-                    exists().where(RevokedToken.jti == claims.jti),
-                ).where(User.id == claims.user_id)
-            )
+            await conn.execute(_CHECK_STATEMENT, {"user_id": claims.user_id, "jti": claims.jti})
         ).first()
         if row is None or row[0] != claims.organisation_id:
             return USER_UNKNOWN
@@ -191,7 +198,10 @@ class RevocationChecker:
             issued_at=claims.issued_at,
         )
 
-    # -- write-through (called after the database transaction committed) ---------------
+    # -- write-through (called BEFORE the database transaction commits) -----------------
+    # Raises RedisUnavailable when Redis is configured and did not take the write: the
+    # caller rolls back and answers 503, so that no revocation is seen by only some
+    # processes (those asking the database) and missed by the others (trusting Redis).
 
     async def publish_token(self, jti: str, expires_at: datetime) -> None:
         """A revoked access token, kept until its own expiry (plus the decode leeway)."""
@@ -217,11 +227,15 @@ class RevocationChecker:
 
     async def _write(self, store: RedisStore, operation: Any) -> None:
         try:
-            await store.run(operation)
+            # Past the back-off: revocations are rare, and one must not be refused with
+            # 503 just because a read failed a moment ago.
+            await store.run(operation, ignore_backoff=True)
         except RedisUnavailable:
-            # The database has it; make every process distrust Redis until a resync.
+            # Should the caller commit anyway (reuse detection does), distrust Redis
+            # at the next contact; otherwise harmless (a resync).
             self._resync_needed = True
-            logger.warning("revocation not written to redis; a resync will follow")
+            logger.warning("revocation not written to redis")
+            raise
 
     # -- resync ----------------------------------------------------------------------
 
@@ -323,6 +337,6 @@ def build_revocation_checker(settings: Settings) -> RevocationChecker:
 _default_checker = RevocationChecker()
 
 
-def get_revocation_checker(request: Request) -> RevocationChecker:
+async def get_revocation_checker(request: Request) -> RevocationChecker:
     checker: RevocationChecker = getattr(request.app.state, "revocation_checker", _default_checker)
     return checker

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
+from typing import NoReturn
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from src.app.core.clock import utc_now
@@ -32,6 +34,7 @@ from src.app.identity.dependencies import (
 )
 from src.app.identity.models import RefreshToken, RevokedToken, Role, User
 from src.app.identity.passwords import hash_password, verify_password
+from src.app.identity.redis_store import RedisUnavailable
 from src.app.identity.revocation import RevocationChecker, get_revocation_checker
 from src.app.identity.schemas import (
     LoginRequest,
@@ -52,11 +55,15 @@ from src.app.identity.service import (
     add_to_revocation_list,
     claim_refresh_token,
     create_user,
+    family_has_live_token,
     find_refresh_token,
     find_user_by_email,
     revoke_all_tokens,
     revoke_families,
+    revoke_successors,
     start_session,
+    unused_successors,
+    within_reuse_grace,
 )
 from src.app.identity.throttle import LoginThrottle, throttle_keys
 
@@ -67,6 +74,15 @@ users_router = APIRouter(prefix="/users", tags=["users"])
 
 INVALID_CREDENTIALS = "The email or password is incorrect"
 INVALID_REFRESH = "The refresh token is invalid, expired or revoked"
+REVOCATION_NOT_RECORDED = (
+    "The revocation could not be recorded: the revocation cache (Redis) did not answer, "
+    "so nothing was changed. Try again"
+)
+ACTOR_NOT_ADMIN = (
+    "You are no longer an active admin (your role or active flag changed meanwhile); "
+    "nothing was changed"
+)
+LAST_ADMIN = "This change would leave the organisation without an active admin"
 _WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="firemode"'}
 
 
@@ -92,9 +108,36 @@ def _token_response(response: Response, issued: IssuedSession) -> TokenPair:
     )
 
 
-async def _publish(checker: RevocationChecker, entries: list[RevokedAccess]) -> None:
-    for entry in entries:
+async def _publish(
+    checker: RevocationChecker,
+    *,
+    tokens: Iterable[RevokedAccess] = (),
+    users: Iterable[User] = (),
+) -> None:
+    """Write revocations to Redis (when configured). Called inside the write transaction,
+    before its commit, so that no process trusting Redis misses a committed revocation.
+    Raises RedisUnavailable."""
+    for user in users:
+        await checker.publish_user(user)
+    for entry in tokens:
         await checker.publish_token(entry.jti, entry.expires_at)
+
+
+async def _publish_or_503(
+    session: AsyncSession,
+    checker: RevocationChecker,
+    *,
+    tokens: Iterable[RevokedAccess] = (),
+    users: Iterable[User] = (),
+) -> None:
+    """``_publish``; if Redis does not take it, roll the revocation back and answer 503.
+    (A Redis write that succeeded before a failed commit refuses tokens the database
+    would still accept: fail-closed, and the retry completes it.)"""
+    try:
+        await _publish(checker, tokens=tokens, users=users)
+    except RedisUnavailable as exc:
+        await session.rollback()
+        raise ApiError(503, REVOCATION_NOT_RECORDED, headers={"Retry-After": "1"}) from exc
 
 
 # -- /v1/auth ------------------------------------------------------------------------
@@ -105,9 +148,10 @@ async def _publish(checker: RevocationChecker, entries: list[RevokedAccess]) -> 
     response_model=TokenPair,
     summary="Log in with email and password",
     description="Wrong email and wrong password give the same 401. After "
-    "`FIREMODE_LOGIN_MAX_FAILURES` failures within `FIREMODE_LOGIN_WINDOW_SECONDS` for one "
-    "email or one client address, attempts get 429 with `Retry-After` until the window "
-    "has moved on.",
+    "`FIREMODE_LOGIN_MAX_FAILURES` (5) failures for one email, or "
+    "`FIREMODE_LOGIN_MAX_FAILURES_PER_ADDRESS` (50) from one client address, within "
+    "`FIREMODE_LOGIN_WINDOW_SECONDS` (15 minutes), attempts get 429 with `Retry-After` "
+    "until the window has moved on.",
     responses=error_responses(401, 429),
 )
 async def login(
@@ -159,8 +203,14 @@ async def login(
     description="Every refresh token works once. Presenting one that was already used "
     "revokes its whole family (every refresh token of that login and every access token "
     "issued with them): whoever holds a stolen copy is locked out, and so is the owner, "
-    "who logs in again.",
-    responses=error_responses(401),
+    "who logs in again.\n\n"
+    "Retry grace: a client that lost the response may present the same refresh token "
+    "again within `FIREMODE_REFRESH_REUSE_GRACE_SECONDS` (30; 0 disables) of its first "
+    "use, as long as the pair issued then has not been used. It gets a new pair, and the "
+    "unused pair it never received is revoked (refresh and access token); presenting "
+    "that revoked refresh token later counts as reuse and revokes the family. Outside the "
+    "grace interval, or once the successor was used, reuse revokes the family.",
+    responses=error_responses(401, 503),
 )
 async def refresh(
     body: RefreshRequest,
@@ -174,14 +224,40 @@ async def refresh(
     now = utc_now()
     # Locked on PostgreSQL, so a concurrent use of the same token waits and then sees it used.
     row = await find_refresh_token(session, body.refresh_token, for_update=True)
-    if row is None or row.revoked_at is not None:
+    if row is None:
         raise ApiError(401, INVALID_REFRESH, headers=_WWW_AUTHENTICATE)
+    if row.revoked_at is not None:
+        if await family_has_live_token(session, row.family_id, now):
+            # Only a successor replaced by a retry is revoked alone while its family lives
+            # on: whoever presents it received the response the retrying client had lost.
+            await _reuse_detected(session, revocations, row, now)
+        raise ApiError(401, INVALID_REFRESH, headers=_WWW_AUTHENTICATE)
+    successors: list[RefreshToken] | None = None
     if row.used_at is not None:
-        await _reuse_detected(session, revocations, row, now)
+        grace = settings.refresh_reuse_grace_seconds
+        if within_reuse_grace(row.used_at, now=now, grace_seconds=grace):
+            successors = await unused_successors(session, row)
+        if successors is None:
+            await _reuse_detected(session, revocations, row, now)
     user = await session.get(User, row.user_id)
     if row.expires_at <= now or user is None or not user.is_active:
         raise ApiError(401, INVALID_REFRESH, headers=_WWW_AUTHENTICATE)
-    if not await claim_refresh_token(session, row, now):  # used meanwhile (SQLite has no lock)
+    if successors is not None:
+        replaced = await revoke_successors(
+            session,
+            successors,
+            now=now,
+            user=(row.organisation_id, row.user_id),
+            reason="refresh retried: unused successor replaced",
+        )
+        if replaced is None:  # the successor was used meanwhile (SQLite has no lock)
+            await _reuse_detected(session, revocations, row, now)
+        await _publish_or_503(session, revocations, tokens=replaced)
+        logger.info(
+            "refresh retried within the grace interval: unused successor revoked",
+            extra={"user_id": str(row.user_id), "family_id": str(row.family_id)},
+        )
+    elif not await claim_refresh_token(session, row, now):  # used meanwhile (SQLite has no lock)
         await _reuse_detected(session, revocations, row, now)
     issued = start_session(
         session, settings, user, now=now, family_id=row.family_id, parent_id=row.id
@@ -192,7 +268,7 @@ async def refresh(
 
 async def _reuse_detected(
     session: AsyncSession, revocations: RevocationChecker, row: RefreshToken, now: datetime
-) -> None:
+) -> NoReturn:
     family_id, user = row.family_id, (row.organisation_id, row.user_id)
     await session.rollback()  # releases the row lock; expires ``row``
     await begin_write(session)
@@ -204,8 +280,18 @@ async def _reuse_detected(
         revoked_by=None,
         reason="refresh token reuse detected",
     )
+    try:
+        await _publish(revocations, tokens=entries)
+    except RedisUnavailable:
+        # Fail towards revoking: commit anyway. Every refresh reads the database, so the
+        # family's refresh tokens are dead everywhere at once; only its still-live access
+        # tokens may pass on processes trusting Redis until the next resync. Rolling back
+        # instead would leave the thief a working refresh token.
+        logger.warning(
+            "refresh token reuse: family revoked in the database only (redis unavailable)",
+            extra={"user_id": str(user[1]), "family_id": str(family_id)},
+        )
     await session.commit()
-    await _publish(revocations, entries)
     logger.warning(
         "refresh token reuse detected: family revoked",
         extra={"user_id": str(user[1]), "family_id": str(family_id)},
@@ -227,8 +313,10 @@ async def _reuse_detected(
     "token of this login, and the access tokens issued with them). Other sessions of the "
     "user (other devices) stay logged in. The body is optional: a `refresh_token` of the "
     "caller's given there is revoked with its family too; one that is unknown or not the "
-    "caller's is ignored (RFC 7009), so logout always succeeds for a valid access token.",
-    responses=error_responses(401),
+    "caller's is ignored (RFC 7009), so logout always succeeds for a valid access token "
+    "(503 with `Retry-After`, nothing revoked, while the revocation cache cannot be "
+    "written).",
+    responses=error_responses(401, 503),
 )
 async def logout(
     body: LogoutRequest | None = Body(default=None),
@@ -258,8 +346,8 @@ async def logout(
     entries = await revoke_families(
         session, families, now=now, user=user, revoked_by=principal.user_id, reason="logout"
     )
+    await _publish_or_503(session, revocations, tokens=[current, *entries])
     await session.commit()
-    await _publish(revocations, [current, *entries])
     logger.info("logout", extra={"user_id": str(principal.user_id)})
     return Response(status_code=204)
 
@@ -287,9 +375,10 @@ def _revocation_out(row: RevokedToken) -> RevocationOut:
     "it belongs to (its refresh-token family) is revoked; revoking an already revoked "
     'jti answers 200 with the existing record. `{"user_id"}`: revoke-all, every access '
     "token issued to the user until now is refused and every refresh token revoked; the "
-    "user may log in again at once. Admins only; effective at once on every process. "
-    "Honours `Idempotency-Key`.",
-    responses=error_responses(404, *IDEMPOTENCY_ERROR_STATUSES),
+    "user may log in again at once. Admins only; effective at once on every process: "
+    "with Redis configured, when the revocation cannot be written to Redis nothing is "
+    "recorded and the answer is 503 with `Retry-After`. Honours `Idempotency-Key`.",
+    responses=error_responses(404, 503, *IDEMPOTENCY_ERROR_STATUSES),
 )
 async def create_revocation(
     body: RevocationCreate,
@@ -301,9 +390,7 @@ async def create_revocation(
 ) -> Response:
     settings = _settings(request)
     reason = body.reason or "revoked by an admin"
-    # What to write through to Redis once the transaction has committed.
-    revoked_user: list[User] = []
-    revoked_tokens: list[RevokedAccess] = []
+    revoked: list[str] = []  # what was revoked (not replayed), for the log
 
     async def revoke_user(user_id: uuid.UUID) -> Response:
         now = utc_now()
@@ -311,7 +398,8 @@ async def create_revocation(
         record = await revoke_all_tokens(
             session, settings, user, now=now, revoked_by=principal.user_id, reason=reason
         )
-        revoked_user.append(user)
+        await _publish_or_503(session, revocations, users=[user])
+        revoked.append("all_tokens")
         return json_response(_revocation_out(record), status_code=201)
 
     async def revoke_token(jti: str) -> Response:
@@ -340,7 +428,8 @@ async def create_revocation(
             revoked_by=principal.user_id,
             reason=reason,
         )
-        revoked_tokens.extend([target, *entries])
+        await _publish_or_503(session, revocations, tokens=[target, *entries])
+        revoked.append("token")
         created = await _revocation_by_jti(session, principal, jti)
         assert created is not None
         return json_response(_revocation_out(created), status_code=201)
@@ -352,17 +441,8 @@ async def create_revocation(
         return await revoke_token(body.jti)
 
     response = await idempotency.run(principal, work)
-    for user in revoked_user:
-        await revocations.publish_user(user)
-    await _publish(revocations, revoked_tokens)
-    if revoked_user or revoked_tokens:
-        logger.info(
-            "revocation",
-            extra={
-                "kind": "all_tokens" if revoked_user else "token",
-                "revoked_by": str(principal.user_id),
-            },
-        )
+    if revoked:
+        logger.info("revocation", extra={"kind": revoked[0], "revoked_by": str(principal.user_id)})
     return response
 
 
@@ -499,9 +579,12 @@ async def get_user(
     summary="Change a user's role or active flag",
     description="A role change or a deactivation revokes all of the user's tokens at once "
     "(access tokens carry the role). Reactivating revokes nothing and restores nothing: "
-    "the user logs in again. An admin cannot demote or deactivate themselves (409), so an "
-    "organisation always keeps an active admin.",
-    responses=error_responses(409),
+    "the user logs in again. An admin cannot demote or deactivate themselves (409), a "
+    "caller who stopped being an active admin meanwhile (another admin demoted them a "
+    "moment ago) changes nothing (409), and no change may leave the organisation without "
+    "an active admin (409). With Redis configured, 503 with `Retry-After` (nothing "
+    "changed) while the revocation cache cannot be written.",
+    responses=error_responses(404, 409, 503),
 )
 async def update_user(
     user_id: uuid.UUID,
@@ -512,7 +595,29 @@ async def update_user(
     revocations: RevocationChecker = Depends(get_revocation_checker),
 ) -> UserOut:
     await begin_write(session)
-    user = await get_owned(session, User, user_id, principal, what="User", for_update=True)
+    # The target and the caller, locked together in id order (PostgreSQL; SQLite's write
+    # lock is held already): two admins demoting each other at once are serialised, and
+    # the second sees that its caller is no longer an admin.
+    locked = (
+        (
+            await session.execute(
+                scoped(select(User), User, principal)
+                .where(User.id.in_({user_id, principal.user_id}))
+                .order_by(User.id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    by_id = {row.id: row for row in locked}
+    user = by_id.get(user_id)
+    if user is None:
+        raise ApiError(404, f"User {user_id} does not exist")
+    actor = by_id.get(principal.user_id)
+    if actor is None or actor.role != Role.admin.value or not actor.is_active:
+        raise ApiError(409, ACTOR_NOT_ADMIN)
     role_changed = body.role is not None and body.role.value != user.role
     deactivate = body.is_active is False and user.is_active
     reactivate = body.is_active is True and not user.is_active
@@ -522,6 +627,9 @@ async def update_user(
         raise ApiError(409, "An admin cannot demote or deactivate themselves; ask another admin")
     if not (role_changed or deactivate or reactivate):
         return UserOut.model_validate(user)
+    loses_admin = user.role == Role.admin.value and user.is_active and (role_changed or deactivate)
+    if loses_admin and not await _other_active_admins(session, user):
+        raise ApiError(409, LAST_ADMIN)
     now = utc_now()
     if body.role is not None:
         user.role = body.role.value
@@ -537,8 +645,9 @@ async def update_user(
             revoked_by=principal.user_id,
             reason="user deactivated" if deactivate else "role changed",
         )
+    # Reactivation too: Redis must not keep saying "inactive" after the database says not.
+    await _publish_or_503(session, revocations, users=[user])
     await session.commit()
-    await revocations.publish_user(user)
     logger.info(
         "user updated",
         extra={
@@ -549,3 +658,18 @@ async def update_user(
         },
     )
     return UserOut.model_validate(user)
+
+
+async def _other_active_admins(session: AsyncSession, user: User) -> int:
+    """Active admins of ``user``'s organisation besides ``user``."""
+    count = await session.scalar(
+        select(func.count())
+        .select_from(User)
+        .where(
+            User.organisation_id == user.organisation_id,
+            User.role == Role.admin.value,
+            User.is_active.is_(True),
+            User.id != user.id,
+        )
+    )
+    return int(count or 0)

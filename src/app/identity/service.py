@@ -144,6 +144,84 @@ async def claim_refresh_token(session: AsyncSession, row: RefreshToken, now: dat
     return int(getattr(result, "rowcount", 0) or 0) == 1
 
 
+def within_reuse_grace(used_at: datetime, *, now: datetime, grace_seconds: int) -> bool:
+    """Whether a used refresh token presented again at ``now`` is still a client retry."""
+    return grace_seconds > 0 and now - used_at < timedelta(seconds=grace_seconds)
+
+
+async def unused_successors(session: AsyncSession, row: RefreshToken) -> list[RefreshToken] | None:
+    """The live (unrevoked) tokens rotated from ``row``, locked on PostgreSQL; None when
+    one of its successors was already used, or none is live: then it is not a retry."""
+    children = (
+        (
+            await session.execute(
+                select(RefreshToken)
+                .where(RefreshToken.parent_id == row.id)
+                .order_by(RefreshToken.id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    live = [child for child in children if child.revoked_at is None]
+    if not live or any(child.used_at is not None for child in children):
+        return None
+    return live
+
+
+async def revoke_successors(
+    session: AsyncSession,
+    successors: list[RefreshToken],
+    *,
+    now: datetime,
+    user: tuple[uuid.UUID, uuid.UUID],
+    reason: str,
+) -> list[RevokedAccess] | None:
+    """Revoke the successors a retry replaces, and list their access tokens. None when
+    one was used or revoked meanwhile (then the caller treats the retry as reuse)."""
+    ids = [successor.id for successor in successors]
+    result = await session.execute(
+        update(RefreshToken)
+        .where(
+            RefreshToken.id.in_(ids),
+            RefreshToken.used_at.is_(None),
+            RefreshToken.revoked_at.is_(None),
+        )
+        .values(revoked_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if int(getattr(result, "rowcount", 0) or 0) != len(ids):
+        return None
+    entries = [
+        RevokedAccess(successor.access_jti, successor.access_expires_at)
+        for successor in successors
+        if successor.access_jti
+        and successor.access_expires_at is not None
+        and successor.access_expires_at > now
+    ]
+    await add_to_revocation_list(
+        session, entries, user=user, revoked_by=None, reason=reason, now=now
+    )
+    return entries
+
+
+async def family_has_live_token(session: AsyncSession, family_id: uuid.UUID, now: datetime) -> bool:
+    """Whether the family still has an unused, unrevoked, unexpired refresh token."""
+    found = await session.execute(
+        select(RefreshToken.id)
+        .where(
+            RefreshToken.family_id == family_id,
+            RefreshToken.used_at.is_(None),
+            RefreshToken.revoked_at.is_(None),
+            RefreshToken.expires_at > now,
+        )
+        .limit(1)
+    )
+    return found.first() is not None
+
+
 async def revoke_families(
     session: AsyncSession,
     family_ids: set[uuid.UUID],

@@ -1,4 +1,5 @@
-"""Login throttling: at most N failed logins per window, per email and per client address.
+"""Login throttling: at most N failed logins per window per email, and (a larger) M per
+client address (``FIREMODE_LOGIN_MAX_FAILURES`` / ``..._PER_ADDRESS``).
 
 An attempt first *reserves* a failure under each of its keys and only then counts: so a
 burst of parallel guesses sees its own reservations and cannot slip past the limit while
@@ -70,8 +71,9 @@ class LoginThrottle:
         return self.settings.login_window_seconds
 
     @property
-    def _max(self) -> int:
-        return self.settings.login_max_failures
+    def _limits(self) -> tuple[int, int]:
+        """The limits of the keys, in ``throttle_keys`` order: (email, address)."""
+        return self.settings.login_max_failures, self.settings.login_max_failures_per_address
 
     async def reserve(self, session: AsyncSession, keys: tuple[str, str]) -> Reservation:
         """Reserve a failure under each key; ``retry_after`` is set when over the limit
@@ -173,11 +175,12 @@ class LoginThrottle:
         return reservation
 
     def _longest_wait(self, per_key: Iterable[Sequence[datetime]], now: datetime) -> int | None:
+        """``per_key``: the other failures of each key, in ``throttle_keys`` order."""
         waits = [
             retry_after_seconds(
-                sorted(failures), now=now, window_seconds=self._window, max_failures=self._max
+                sorted(failures), now=now, window_seconds=self._window, max_failures=limit
             )
-            for failures in per_key
+            for failures, limit in zip(per_key, self._limits, strict=True)
         ]
         known = [wait for wait in waits if wait is not None]
         return max(known) if known else None

@@ -13,15 +13,17 @@ mechanism commits together with the stored response.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal, cast
 
-from sqlalchemy import Row, Table, insert, select, update
+from sqlalchemy import Row, Table, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from src.app.core.clock import utc_now
 from src.app.core.errors import ApiError, FieldError
@@ -38,6 +40,7 @@ from src.app.results.crdt import (
 )
 from src.app.results.hlc import HybridLogicalClock, wall_clock_ms
 from src.app.results.ingest import (
+    KEY_SEPARATOR,
     InvalidBatch,
     decode_order_key,
     encode_order_key,
@@ -57,6 +60,62 @@ every ``ts`` received so that the server never stamps behind what it has seen.""
 MergeMode = Literal["incremental", "rebuild", "none"]
 _ID_CHUNK = 500  # bind parameters per IN (...) lookup, well under SQLite's limit
 _RESULT_OPS = cast(Table, ResultOp.__table__)
+_SESSIONS = cast(Table, TestSession.__table__)
+
+# The write path runs prebuilt Core statements on the request's connection: no ORM
+# compile step, no identity map, and a statement object whose cache key is computed
+# once per process (it is memoised on the object).
+_OPS = _RESULT_OPS.c
+_S = _SESSIONS.c
+_LOCK_SESSION = (
+    select(
+        _S.status,
+        _S.results_document,
+        _S.results_version,
+        _S.results_last_key,
+        # The log's version and the batch's known op ids, read in the same round trip.
+        # Both come from the statement's snapshot, which on PostgreSQL predates the wait
+        # for the row lock: if another submission committed meanwhile, ``log_version``
+        # falls behind the (re-read, locked) ``results_version`` and the caller looks
+        # the ids up again. Ops are only ever added under this lock, together with the
+        # version, so equal versions mean the snapshot saw the whole log.
+        select(func.max(_OPS.version))
+        .where(_OPS.session_id == bindparam("session_id"))
+        .scalar_subquery()
+        .label("log_version"),
+        select(func.aggregate_strings(_OPS.op_id, KEY_SEPARATOR))
+        .where(
+            _OPS.session_id == bindparam("session_id"),
+            _OPS.op_id.in_(bindparam("op_ids", expanding=True)),
+        )
+        .scalar_subquery()
+        .label("known"),
+    )
+    # The tenancy scope (what ``scoped`` adds), as a bind parameter: built once.
+    .where(_S.id == bindparam("session_id"), _S.organisation_id == bindparam("organisation_id"))
+    .with_for_update()
+)
+_KNOWN_OP_IDS = select(_OPS.op_id).where(
+    _OPS.session_id == bindparam("session_id"),
+    _OPS.op_id.in_(bindparam("op_ids", expanding=True)),
+)
+_LOAD_LOG = (
+    select(_OPS.op, _OPS.path, _OPS.value, _OPS.ts, _OPS.device_id, _OPS.op_id)
+    .where(_OPS.session_id == bindparam("session_id"))
+    .order_by(_OPS.version)
+)
+_INSERT_OPS = insert(_RESULT_OPS)
+_UPDATE_SESSION = (
+    update(_SESSIONS)
+    .where(_S.id == bindparam("session_id"))
+    .values(
+        results_document=bindparam("document", type_=_S.results_document.type),
+        results_version=bindparam("version", type_=_S.results_version.type),
+        results_last_key=bindparam("last_key", type_=_S.results_last_key.type),
+        results_size_bytes=bindparam("size", type_=_S.results_size_bytes.type),
+        updated_at=bindparam("now", type_=_S.updated_at.type),
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,33 +143,59 @@ def server_device_id(principal: Principal) -> str:
     return f"user:{principal.user_id}"
 
 
-_SESSION_COLUMNS = (
-    TestSession.status,
-    TestSession.results_document,
-    TestSession.results_version,
-    TestSession.results_last_key,
-)
+@dataclass(frozen=True, slots=True)
+class _Locked:
+    status: str
+    document: dict[str, Any]
+    version: int
+    last_key: str | None
+    known: set[str]
+
+
+def _locked(row: Row[Any, Any, Any, Any, Any, Any]) -> _Locked | None:
+    """The locked row, or None when the known ids must be looked up again (see
+    ``_LOCK_SESSION``)."""
+    if (row.log_version or 0) != row.results_version:
+        return None
+    known = set(row.known.split(KEY_SEPARATOR)) if row.known else set()
+    return _Locked(
+        row.status, row.results_document, row.results_version, row.results_last_key, known
+    )
 
 
 async def _lock_session(
-    session: AsyncSession, principal: Principal, session_id: uuid.UUID
-) -> Row[Any]:
-    """Lock the caller's session row, creating it as a draft when the id is unknown."""
-    statement = (
-        scoped(select(*_SESSION_COLUMNS), TestSession, principal)
-        .where(TestSession.id == session_id)
-        .with_for_update()
+    conn: AsyncConnection, principal: Principal, session_id: uuid.UUID, ids: list[str]
+) -> _Locked:
+    """Lock the caller's session row, creating it as a draft when the id is unknown, and
+    find which of ``ids`` its log already holds."""
+    params = {
+        "session_id": session_id,
+        "organisation_id": principal.organisation_id,
+        # A long batch is looked up in chunks below (SQLite's bind-parameter limit).
+        "op_ids": ids if len(ids) <= _ID_CHUNK else [],
+    }
+    row = (await conn.execute(_LOCK_SESSION, params)).one_or_none()
+    if row is None:
+        await _create_draft(conn, principal, session_id)
+        row = (await conn.execute(_LOCK_SESSION, params)).one_or_none()
+        if row is None:
+            raise ApiError(404, f"Test session {session_id} does not exist")
+    locked = _locked(row) if len(ids) <= _ID_CHUNK else None
+    if locked is not None:
+        return locked
+    known = await _known_op_ids(conn, session_id, ids)
+    return _Locked(
+        row.status, row.results_document, row.results_version, row.results_last_key, known
     )
-    row: Row[Any] | None = (await session.execute(statement)).one_or_none()
-    if row is not None:
-        return row
+
+
+async def _create_draft(conn: AsyncConnection, principal: Principal, session_id: uuid.UUID) -> None:
     # Results may arrive before the session does. ON CONFLICT DO NOTHING makes the
     # creation race-safe, and leaves another organisation's session with this id alone.
     now = utc_now()
-    dialect = session.get_bind().dialect.name
-    insert_ = pg_insert if dialect == "postgresql" else sqlite_insert
-    await session.execute(
-        insert_(TestSession)
+    insert_ = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    await conn.execute(
+        insert_(_SESSIONS)
         .values(
             id=session_id,
             organisation_id=principal.organisation_id,
@@ -129,41 +214,27 @@ async def _lock_session(
         )
         .on_conflict_do_nothing(index_elements=["id"])
     )
-    row = (await session.execute(statement)).one_or_none()
-    if row is None:
-        raise ApiError(404, f"Test session {session_id} does not exist")
-    return row
 
 
-async def _known_op_ids(session: AsyncSession, session_id: uuid.UUID, ids: list[str]) -> set[str]:
+async def _known_op_ids(conn: AsyncConnection, session_id: uuid.UUID, ids: list[str]) -> set[str]:
     known: set[str] = set()
     for start in range(0, len(ids), _ID_CHUNK):
         chunk = ids[start : start + _ID_CHUNK]
-        rows = await session.execute(
-            select(ResultOp.op_id).where(
-                ResultOp.session_id == session_id, ResultOp.op_id.in_(chunk)
-            )
-        )
+        rows = await conn.execute(_KNOWN_OP_IDS, {"session_id": session_id, "op_ids": chunk})
         known.update(rows.scalars())
     return known
 
 
-async def load_log(session: AsyncSession, session_id: uuid.UUID) -> list[Op]:
+# A session's log repeats the same few paths many times over: a rebuild parses each once.
+_log_path_segments = functools.lru_cache(maxsize=16_384)(parse_pointer)
+
+
+async def load_log(conn: AsyncConnection, session_id: uuid.UUID) -> list[Op]:
     """Every op of the session, as engine ops (trusted: no re-validation)."""
-    rows = await session.execute(
-        select(
-            ResultOp.op,
-            ResultOp.path,
-            ResultOp.value,
-            ResultOp.ts,
-            ResultOp.device_id,
-            ResultOp.op_id,
-        )
-        .where(ResultOp.session_id == session_id)
-        .order_by(ResultOp.version)
-    )
+    rows = await conn.execute(_LOAD_LOG, {"session_id": session_id})
+    segments = _log_path_segments
     return [
-        Op(op, path, value, ts, device_id, op_id, parse_pointer(path))
+        Op(op, path, value, ts, device_id, op_id, segments(path))
         for op, path, value, ts, device_id, op_id in rows
     ]
 
@@ -187,25 +258,33 @@ async def submit_results(
     except InvalidBatch as exc:
         raise _invalid(exc) from None
 
-    row = await _lock_session(session, principal, session_id)
-    if row.status == SessionStatus.completed.value:
+    device_id = body.device_id or server_device_id(principal)
+    conn = await session.connection()
+    # Op ids of ops sent without one derive from their ``ts``, known only once stamped,
+    # which needs the lock; such ids are looked up after it (rare: devices send ids).
+    ids = sorted({c.op_id for c in prepared if c.op_id is not None})
+    locked = await _lock_session(conn, principal, session_id, ids)
+    if locked.status == SessionStatus.completed.value:
         raise ApiError(
             409, f"Test session {session_id} is completed: its results can no longer change"
         )
-    last_key = decode_order_key(row.results_last_key)
+    last_key = decode_order_key(locked.last_key)
     ops = stamp(
         prepared,
-        device_id=body.device_id or server_device_id(principal),
+        device_id=device_id,
         clock=clock,
         last_applied_ts=last_key[0] if last_key else None,
     )
-    known = await _known_op_ids(session, session_id, sorted({op.op_id for op in ops}))
+    known = locked.known
+    derived = sorted({op.op_id for op in ops} - set(ids))
+    if derived:
+        known = known | await _known_op_ids(conn, session_id, derived)
     fresh, duplicates = split_duplicates(ops, known)
-    version: int = row.results_version
-    document: dict[str, Any] = row.results_document
+    version = locked.version
+    document = locked.document
     mode: MergeMode = "none"
     if fresh:
-        document, new_key, mode = await _merged(session, session_id, document, last_key, fresh)
+        document, new_key, mode = await _merged(conn, session_id, document, last_key, fresh)
         size = document_size_bytes(document)
         if size > settings.max_document_bytes:
             raise ApiError(
@@ -214,19 +293,19 @@ async def submit_results(
                 f"{settings.max_document_bytes} bytes",
                 errors=[FieldError(pointer="/changes", detail="the merged document is too large")],
             )
-        await _append(session, principal, session_id, version, fresh)
+        now = utc_now()
+        await _append(conn, principal, session_id, version, fresh, now)
         version += len(fresh)
-        await session.execute(
-            update(TestSession)
-            .where(TestSession.id == session_id)
-            .values(
-                results_document=document,
-                results_version=version,
-                results_last_key=encode_order_key(new_key),
-                results_size_bytes=size,
-                updated_at=utc_now(),
-            )
-            .execution_options(synchronize_session=False)
+        await conn.execute(
+            _UPDATE_SESSION,
+            {
+                "session_id": session_id,
+                "document": document,
+                "version": version,
+                "last_key": encode_order_key(new_key),
+                "size": size,
+                "now": now,
+            },
         )
     return Submitted(
         session_id=session_id,
@@ -240,7 +319,7 @@ async def submit_results(
 
 
 async def _merged(
-    session: AsyncSession,
+    conn: AsyncConnection,
     session_id: uuid.UUID,
     document: dict[str, Any],
     last_key: OrderKey | None,
@@ -249,22 +328,22 @@ async def _merged(
     if can_apply_incrementally(fresh, last_key):
         # ``document`` was just read from the database: mutating it is safe.
         return document, max_key(last_key, apply_ops(document, fresh)), "incremental"
-    log = await load_log(session, session_id)
+    log = await load_log(conn, session_id)
     log.extend(fresh)
     rebuilt = Materialised.rebuild(log)
     return rebuilt.document, rebuilt.last_key, "rebuild"
 
 
 async def _append(
-    session: AsyncSession,
+    conn: AsyncConnection,
     principal: Principal,
     session_id: uuid.UUID,
     version: int,
     fresh: Sequence[Op],
+    now: datetime,
 ) -> None:
-    now = utc_now()
-    await session.execute(
-        insert(_RESULT_OPS),
+    await conn.execute(
+        _INSERT_OPS,
         [
             {
                 "session_id": session_id,
