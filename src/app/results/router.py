@@ -86,14 +86,15 @@ async def submit(
     summary="Read the results document, optionally with the ops after a version",
     description=(
         "Without `since`: `{session_id, version, document}`. With `since`: also `ops`, "
-        "the ops accepted after that version, oldest first, at most `limit` of them "
-        "(`value` is absent for deletes). When more remain, `next_since` gives the "
-        "`since` of the next page; it is `null` on the last page. A device far behind "
+        "the ops accepted after that version, oldest first, at most `limit` of them and "
+        "about `FIREMODE_MAX_DELTA_BYTES` (4 MiB) of values (`value` is absent for "
+        "deletes). When more remain, `next_since` gives the `since` of the next page; it is `null` on the last page. A device far behind "
         "may simply take `document` instead of paging through the ops."
     ),
 )
 async def read(
     session_id: uuid.UUID,
+    request: Request,
     principal: Principal = Depends(require_reader),
     session: AsyncSession = Depends(get_session),
     since: int | None = Query(
@@ -106,6 +107,14 @@ async def read(
         description="Most ops to return with `since`",
     ),
 ) -> Response:
-    out = await read_results(session, principal, session_id, since=since, limit=limit)
+    settings: Settings = request.app.state.settings
+    out = await read_results(
+        session,
+        principal,
+        session_id,
+        since=since,
+        limit=limit,
+        max_delta_bytes=settings.max_delta_bytes,
+    )
     # exclude_unset: no `ops` without `since`, and no `value` on a delete.
     return json_response(out, exclude_unset=True)

@@ -283,6 +283,14 @@ async def submit_results(
     version = locked.version
     document = locked.document
     mode: MergeMode = "none"
+    if fresh and version + len(fresh) > settings.max_session_ops:
+        # Bounds the log a rebuild replays (and what one session can cost the server).
+        raise ApiError(
+            422,
+            f"The session's results log would hold {version + len(fresh)} ops, over the "
+            f"limit of {settings.max_session_ops}",
+            errors=[FieldError(pointer="/changes", detail="the session's results log is full")],
+        )
     if fresh:
         document, new_key, mode = await _merged(conn, session_id, document, last_key, fresh)
         size = document_size_bytes(document)
@@ -382,6 +390,7 @@ async def read_results(
     *,
     since: int | None,
     limit: int,
+    max_delta_bytes: int,
 ) -> ResultsOut:
     """The document, and with ``since`` the ops accepted after it (a page of ``limit``)."""
     row = (
@@ -400,7 +409,7 @@ async def read_results(
         return ResultsOut(session_id=session_id, version=version, document=document)
     # Bounded by the version read above: those ops committed with it, so the page is
     # consistent with the document even while other devices keep writing.
-    rows = await session.execute(
+    rows = await session.stream(
         select(
             ResultOp.version,
             ResultOp.op,
@@ -417,12 +426,20 @@ async def read_results(
         )
         .order_by(ResultOp.version)
         .limit(limit + 1)
+        .execution_options(yield_per=256)
     )
-    ops = [_op_out(*r) for r in rows]
+    # A page ends at ``limit`` ops or at about ``max_delta_bytes`` of values, whichever
+    # comes first (values may be 64 KiB each), and always holds at least one op.
+    ops: list[ResultOpOut] = []
+    value_bytes = 0
     next_since = None
-    if len(ops) > limit:
-        ops = ops[:limit]
-        next_since = ops[-1].version
+    async for r in rows:
+        if len(ops) == limit or (ops and value_bytes >= max_delta_bytes):
+            next_since = ops[-1].version
+            break
+        ops.append(_op_out(*r))
+        value_bytes += document_size_bytes(r.value)
+    await rows.close()
     return ResultsOut(
         session_id=session_id, version=version, document=document, ops=ops, next_since=next_since
     )
