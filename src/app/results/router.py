@@ -88,8 +88,9 @@ async def submit(
         "Without `since`: `{session_id, version, document}`. With `since`: also `ops`, "
         "the ops accepted after that version, oldest first, at most `limit` of them and "
         "about `FIREMODE_MAX_DELTA_BYTES` (4 MiB) of values (`value` is absent for "
-        "deletes). When more remain, `next_since` gives the `since` of the next page; it is `null` on the last page. A device far behind "
-        "may simply take `document` instead of paging through the ops."
+        "deletes). When more remain, `next_since` gives the `since` of the next page; "
+        "it is `null` on the last page. A device far behind may simply take `document` "
+        "instead of paging through the ops."
     ),
 )
 async def read(
