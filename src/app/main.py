@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI
@@ -62,8 +63,6 @@ def _describe_errors(schema: dict[str, Any]) -> dict[str, Any]:
     components["ErrorResponse"].pop("$defs", None)
     components["FieldError"] = FieldError.model_json_schema()
     problem = {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
-    from http import HTTPStatus
-
     for path_item in schema.get("paths", {}).values():
         for method, operation in path_item.items():
             if not isinstance(operation, dict) or "responses" not in operation:

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from src.app.core.database import get_session
@@ -124,8 +124,6 @@ async def get_owned(
     for_update: bool = False,
 ) -> T:
     """Fetch one tenant-owned row; another organisation's row is a 404, never a 403."""
-    from sqlalchemy import select
-
     statement = scoped(select(model), model, principal).where(
         model.id == object_id  # type: ignore[attr-defined]
     )
