@@ -119,7 +119,8 @@ async def seed_technician(
     """
     from src.app.core.database import Database
     from src.app.core.settings import Settings
-    from src.app.identity.models import Organisation, Role, User
+    from src.app.core.tenancy import Role
+    from src.app.identity.models import Organisation, User
     from src.app.identity.passwords import hash_password_sync
     from src.app.identity.tokens import issue_access_token
 

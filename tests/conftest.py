@@ -85,12 +85,13 @@ from fastapi import Depends, FastAPI  # noqa: E402
 
 from src.app.core import migrations  # noqa: E402
 from src.app.core.settings import Settings  # noqa: E402
+from src.app.core.tenancy import Role  # noqa: E402
 from src.app.identity.dependencies import (  # noqa: E402
     TokenDecoder,
     get_access_token_decoder,
     get_settings_from_app,
 )
-from src.app.identity.models import Organisation, Role, User  # noqa: E402
+from src.app.identity.models import Organisation, User  # noqa: E402
 from src.app.identity.passwords import hash_password_sync  # noqa: E402
 from src.app.identity.tokens import (  # noqa: E402
     AccessClaims,

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from src.app.core.database import get_session
+from src.app.core.database import get_db
 from src.app.core.errors import PROBLEM_CONTENT_TYPE
 from src.app.core.schemas import RequestModel
 from src.app.core.settings import Settings
@@ -41,7 +41,7 @@ def _probe_router() -> APIRouter:
         raise RuntimeError(SECRET_TEXT)
 
     @router.get("/probe/db")
-    async def uses_db(session: AsyncSession = Depends(get_session)) -> dict[str, int]:
+    async def uses_db(session: AsyncSession = Depends(get_db)) -> dict[str, int]:
         value = (await session.execute(text("SELECT 1"))).scalar_one()
         return {"value": int(value)}
 

@@ -21,17 +21,14 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
-from src.app.core.database import get_session
+from src.app.core.database import get_db
 from src.app.core.errors import problem_response
-from src.app.core.idempotency import (
-    IdempotentRequest,
-    idempotency_optional,
-    idempotency_required,
-    json_response,
-)
+from src.app.core.idempotency import IdempotentRequest, idempotency_optional, idempotency_required
+from src.app.core.responses import json_response
 from src.app.core.schemas import RequestModel
 from src.app.core.settings import Settings
-from src.app.identity.dependencies import Principal, require_writer
+from src.app.core.tenancy import Principal
+from src.app.identity.dependencies import require_writer
 from src.app.main import create_app
 from src.app.sessions.models import TestSession
 
@@ -90,7 +87,7 @@ def probe_router(state: ProbeState) -> APIRouter:
     async def create_thing(
         body: ProbeIn,
         principal: Principal = Depends(require_writer),
-        session: AsyncSession = Depends(get_session),
+        session: AsyncSession = Depends(get_db),
         idem: IdempotentRequest = Depends(idempotency_required),
     ) -> Response:
         return await handle(body, principal, session, idem)
@@ -99,7 +96,7 @@ def probe_router(state: ProbeState) -> APIRouter:
     async def create_optional(
         body: ProbeIn,
         principal: Principal = Depends(require_writer),
-        session: AsyncSession = Depends(get_session),
+        session: AsyncSession = Depends(get_db),
         idem: IdempotentRequest = Depends(idempotency_optional),
     ) -> Response:
         return await handle(body, principal, session, idem)

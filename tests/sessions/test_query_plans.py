@@ -25,8 +25,8 @@ from src.app.buildings.models import Asset, Building
 from src.app.buildings.queries import BuildingFilters, list_assets, list_buildings
 from src.app.core.cursor import CursorPosition
 from src.app.core.pagination import keyset_page
-from src.app.identity.dependencies import Principal
-from src.app.identity.models import Organisation, Role
+from src.app.core.tenancy import Principal, Role
+from src.app.identity.models import Organisation
 from src.app.identity.tokens import AccessClaims
 from src.app.sessions.models import SessionStatus, TestSession
 from src.app.sessions.queries import SessionFilters, list_sessions
@@ -43,7 +43,7 @@ BUILDING_TYPES = ("office", "hospital", "school", "warehouse", "retail")
 def _principal(organisation_id: uuid.UUID) -> Principal:
     now = datetime.now(UTC)
     claims = AccessClaims(uuid.uuid4(), organisation_id, Role.viewer.value, "plan", now, now)
-    return Principal(claims.user_id, organisation_id, Role.viewer, "plan", claims)
+    return Principal(claims.user_id, organisation_id, Role.viewer, "plan", claims.expires_at)
 
 
 SEED_SESSIONS = f"""

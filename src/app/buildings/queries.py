@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Select, select
 
 from src.app.buildings.models import Asset, Building
-from src.app.identity.dependencies import Principal, scoped
+from src.app.core.tenancy import Principal, scoped
 
 BUILDINGS_ENDPOINT = "GET /v1/buildings"
 ASSETS_ENDPOINT = "GET /v1/buildings/{id}/assets"

@@ -30,24 +30,18 @@ from src.app.buildings.schemas import (
     BuildingOut,
     BuildingUpdate,
 )
-from src.app.core.database import get_session
+from src.app.core.database import get_db
 from src.app.core.errors import ApiError, error_responses
 from src.app.core.idempotency import (
     IDEMPOTENCY_ERROR_STATUSES,
     IdempotentRequest,
-    begin_write,
     idempotency_optional,
-    json_response,
 )
 from src.app.core.pagination import Page, PageParams, page_params, paginate
-from src.app.identity.dependencies import (
-    Principal,
-    get_owned,
-    require_admin,
-    require_reader,
-    require_writer,
-    scoped,
-)
+from src.app.core.responses import json_response
+from src.app.core.tenancy import Principal, get_owned, scoped
+from src.app.core.transactions import begin_write
+from src.app.identity.dependencies import require_admin, require_reader, require_writer
 from src.app.sessions.models import TestSession
 
 router = APIRouter(tags=["buildings"])
@@ -67,7 +61,7 @@ router = APIRouter(tags=["buildings"])
 async def create_building(
     body: BuildingCreate,
     principal: Principal = Depends(require_admin),
-    session: AsyncSession = Depends(get_session),
+    session: AsyncSession = Depends(get_db),
     idempotency: IdempotentRequest = Depends(idempotency_optional),
 ) -> Response:
     async def work() -> Response:
@@ -106,7 +100,7 @@ async def get_buildings(
     ),
     params: PageParams = Depends(page_params),
     principal: Principal = Depends(require_reader),
-    session: AsyncSession = Depends(get_session),
+    session: AsyncSession = Depends(get_db),
 ) -> Page[BuildingOut]:
     filters = BuildingFilters.normalised(building_type, q)
     rows, next_cursor = await paginate(
@@ -125,7 +119,7 @@ async def get_buildings(
 async def get_building(
     building_id: uuid.UUID,
     principal: Principal = Depends(require_reader),
-    session: AsyncSession = Depends(get_session),
+    session: AsyncSession = Depends(get_db),
 ) -> BuildingOut:
     return BuildingOut.of(
         await get_owned(session, Building, building_id, principal, what="Building")
@@ -141,7 +135,7 @@ async def update_building(
     building_id: uuid.UUID,
     body: BuildingUpdate,
     principal: Principal = Depends(require_admin),
-    session: AsyncSession = Depends(get_session),
+    session: AsyncSession = Depends(get_db),
 ) -> BuildingOut:
     await begin_write(session)
     building = await get_owned(
@@ -170,7 +164,7 @@ async def update_building(
 async def delete_building(
     building_id: uuid.UUID,
     principal: Principal = Depends(require_admin),
-    session: AsyncSession = Depends(get_session),
+    session: AsyncSession = Depends(get_db),
 ) -> Response:
     await begin_write(session)
     # The row lock makes a concurrent session insert (whose foreign key check locks this
@@ -257,7 +251,7 @@ async def create_asset(
     building_id: uuid.UUID,
     body: AssetCreate,
     principal: Principal = Depends(require_writer),
-    session: AsyncSession = Depends(get_session),
+    session: AsyncSession = Depends(get_db),
     idempotency: IdempotentRequest = Depends(idempotency_optional),
 ) -> Response:
     async def work() -> Response:
@@ -295,7 +289,7 @@ async def get_assets(
     building_id: uuid.UUID,
     params: PageParams = Depends(page_params),
     principal: Principal = Depends(require_reader),
-    session: AsyncSession = Depends(get_session),
+    session: AsyncSession = Depends(get_db),
 ) -> Page[AssetOut]:
     await get_owned(session, Building, building_id, principal, what="Building")
     rows, next_cursor = await paginate(
@@ -314,7 +308,7 @@ async def get_assets(
 async def get_asset(
     asset_id: uuid.UUID,
     principal: Principal = Depends(require_reader),
-    session: AsyncSession = Depends(get_session),
+    session: AsyncSession = Depends(get_db),
 ) -> AssetOut:
     return AssetOut.of(await get_owned(session, Asset, asset_id, principal, what="Asset"))
 
@@ -329,7 +323,7 @@ async def update_asset(
     asset_id: uuid.UUID,
     body: AssetUpdate,
     principal: Principal = Depends(require_writer),
-    session: AsyncSession = Depends(get_session),
+    session: AsyncSession = Depends(get_db),
 ) -> AssetOut:
     await begin_write(session)
     asset = await get_owned(session, Asset, asset_id, principal, what="Asset", for_update=True)

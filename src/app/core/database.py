@@ -158,7 +158,7 @@ def get_database(request: Request) -> Database:
     return database
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request. Routes commit explicitly; anything uncommitted rolls back."""
     async with get_database(request).sessionmaker() as session:
         yield session

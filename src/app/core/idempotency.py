@@ -12,7 +12,7 @@ through it; the mechanism owns the transaction (begin, claim, commit, roll back)
     async def create_thing(
         body: ThingIn,
         principal: Principal = Depends(require_writer),  # declared first: 401/403 first
-        session: AsyncSession = Depends(get_session),
+        session: AsyncSession = Depends(get_db),
         idempotency: IdempotentRequest = Depends(idempotency_optional),  # or _required
     ) -> Response:
         async def work() -> Response:
@@ -26,7 +26,7 @@ through it; the mechanism owns the transaction (begin, claim, commit, roll back)
 Rules:
 
 - ``work`` does every write of the request on the request's session (the one
-  ``get_session`` gives, which the dependency shares) and must not commit or roll back.
+  ``get_db`` gives, which the dependency shares) and must not commit or roll back.
   Raise ``ApiError`` for errors, as anywhere else.
 - ``run`` first ends whatever read-only transaction the auth dependencies used and
   opens a write transaction (on SQLite with ``BEGIN IMMEDIATE``, so the write lock is
@@ -77,18 +77,19 @@ from datetime import timedelta
 from typing import Any, Protocol, cast
 
 from fastapi import Depends, Header, Request
-from pydantic import BaseModel
-from sqlalchemy import BigInteger, Row, Table, bindparam, delete, func, select, text, update
+from sqlalchemy import BigInteger, Row, Table, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from src.app.core.clock import utc_now
-from src.app.core.database import get_session
+from src.app.core.database import get_db
 from src.app.core.errors import ApiError
 from src.app.core.idempotency_model import IdempotencyRecord
+from src.app.core.responses import json_response
 from src.app.core.settings import Settings
+from src.app.core.transactions import begin_write
 
 __all__ = [
     "IDEMPOTENCY_ERROR_STATUSES",
@@ -112,7 +113,6 @@ IN_FLIGHT_RETRY_AFTER_SECONDS = 1
 IDEMPOTENCY_ERROR_STATUSES = (400, 409, 422)
 """What a route using the mechanism adds to its ``responses=error_responses(...)``."""
 
-JSON_MEDIA_TYPE = "application/json"
 # Headers a replay must not copy: recomputed for the new response, or per-request.
 _UNSTORED_HEADERS = frozenset({"content-length", "x-transaction-id", "date", "server"})
 
@@ -275,39 +275,6 @@ def request_fingerprint(body: bytes, query: str = "") -> str:
     digest = hashlib.sha256(canonical)
     digest.update(b"\x00" + query.encode("latin-1", "replace"))
     return digest.hexdigest()
-
-
-def json_response(
-    model: BaseModel,
-    *,
-    status_code: int = 200,
-    headers: dict[str, str] | None = None,
-    exclude_unset: bool = False,
-) -> Response:
-    """Serialise a response model to the exact bytes that will be sent (and stored)."""
-    return Response(
-        content=model.model_dump_json(exclude_unset=exclude_unset),
-        status_code=status_code,
-        headers=headers,
-        media_type=JSON_MEDIA_TYPE,
-    )
-
-
-async def begin_write(session: AsyncSession) -> None:
-    """Start the request's write transaction.
-
-    Ends the (read-only) transaction the auth dependencies opened. On SQLite, takes the
-    database write lock up front with ``BEGIN IMMEDIATE``: a deferred transaction that
-    reads and then writes fails with "database is locked" when another writer committed
-    in between, whatever the busy timeout. pysqlite/aiosqlite (legacy transaction
-    control, which the engine uses) honour an explicit BEGIN and commit it normally.
-    """
-    bind = session.get_bind()
-    if bind.dialect.name != "sqlite":
-        return
-    if session.in_transaction():
-        await session.commit()
-    await session.execute(text("BEGIN IMMEDIATE"))
 
 
 def _advisory_lock_id(scope: tuple[str, ...]) -> int:
@@ -515,7 +482,7 @@ _KEY_DESCRIPTION = (
 
 async def idempotency_required(
     request: Request,
-    session: AsyncSession = Depends(get_session),
+    session: AsyncSession = Depends(get_db),
     # Optional for FastAPI so that a missing key is our 400, not a generic 422.
     idempotency_key: str | None = Header(
         default=None,
@@ -529,7 +496,7 @@ async def idempotency_required(
 
 async def idempotency_optional(
     request: Request,
-    session: AsyncSession = Depends(get_session),
+    session: AsyncSession = Depends(get_db),
     idempotency_key: str | None = Header(
         default=None, alias=IDEMPOTENCY_HEADER, description=_KEY_DESCRIPTION
     ),

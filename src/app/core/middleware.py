@@ -8,11 +8,11 @@ import time
 import uuid
 from typing import Any
 
-from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from src.app.core.db_errors import is_database_unavailable
 from src.app.core.errors import problem_response
 from src.app.core.metrics import LATENCY, REQUESTS
 from src.app.core.request_context import reset_transaction_id, set_transaction_id
@@ -28,20 +28,6 @@ class BodyTooLarge(StarletteHTTPException):
 
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"The request body exceeds the limit of {limit} bytes")
-
-
-def is_database_unavailable(exc: BaseException) -> bool:
-    """Connection-level failures (refused, timed out, dropped) rather than bad queries."""
-    if isinstance(exc, PoolTimeoutError | ConnectionError | TimeoutError):
-        return True
-    if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError | PermissionError):
-        return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    if isinstance(exc, OperationalError | InterfaceError):
-        return True
-    cause = exc.__cause__ or exc.__context__
-    return cause is not None and cause is not exc and is_database_unavailable(cause)
 
 
 def _parse_transaction_id(raw: bytes | None) -> str:

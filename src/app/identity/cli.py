@@ -16,7 +16,8 @@ from sqlalchemy import func, select
 from src.app.core.database import Database
 from src.app.core.logging import configure_logging
 from src.app.core.settings import Settings, get_settings
-from src.app.identity.models import Organisation, Role, User
+from src.app.core.tenancy import Role
+from src.app.identity.models import Organisation, User
 from src.app.identity.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, hash_password
 from src.app.identity.schemas import valid_email
 from src.app.identity.service import EmailTaken, create_user, get_or_create_organisation

@@ -1,39 +1,24 @@
-"""The one authentication dependency, the one role guard and the one tenancy scope."""
+"""The one authentication dependency and the one role guard."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from src.app.core.database import get_session
+from src.app.core.database import get_db
 from src.app.core.errors import ApiError
 from src.app.core.settings import Settings
-from src.app.identity.models import Role
+from src.app.core.tenancy import Principal, Role
 from src.app.identity.revocation import RevocationChecker, get_revocation_checker
 from src.app.identity.tokens import AccessClaims, InvalidToken, decode_access_token
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from POST /v1/auth/login")
 
 TokenDecoder = Callable[[str], AccessClaims]
-T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """The authenticated caller."""
-
-    user_id: uuid.UUID
-    organisation_id: uuid.UUID
-    role: Role
-    jti: str
-    claims: AccessClaims
 
 
 def _unauthorized(detail: str) -> ApiError:
@@ -63,7 +48,7 @@ async def get_current_principal(
     request: Request,
     credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
     decode: TokenDecoder = Depends(get_access_token_decoder),
-    session: AsyncSession = Depends(get_session),
+    session: AsyncSession = Depends(get_db),
     revocations: RevocationChecker = Depends(get_revocation_checker),
 ) -> Principal:
     if credentials is None:
@@ -87,7 +72,7 @@ async def get_current_principal(
     if refusal is not None:
         raise _unauthorized(refusal)
     request.state.principal_user_id = str(claims.user_id)
-    return Principal(claims.user_id, claims.organisation_id, role, claims.jti, claims)
+    return Principal(claims.user_id, claims.organisation_id, role, claims.jti, claims.expires_at)
 
 
 def require_role(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
@@ -107,29 +92,3 @@ WRITER_ROLES = (Role.admin, Role.technician)
 require_admin = require_role(Role.admin)
 require_writer = require_role(*WRITER_ROLES)
 require_reader = require_role(Role.admin, Role.technician, Role.viewer)
-
-
-def scoped(statement: Select[Any], model: Any, principal: Principal) -> Select[Any]:
-    """The tenancy scope: every query of a tenant-owned table goes through this."""
-    return statement.where(model.organisation_id == principal.organisation_id)
-
-
-async def get_owned(
-    session: AsyncSession,
-    model: type[T],
-    object_id: uuid.UUID,
-    principal: Principal,
-    *,
-    what: str,
-    for_update: bool = False,
-) -> T:
-    """Fetch one tenant-owned row; another organisation's row is a 404, never a 403."""
-    statement = scoped(select(model), model, principal).where(
-        model.id == object_id  # type: ignore[attr-defined]
-    )
-    if for_update:
-        statement = statement.with_for_update()
-    found = (await session.execute(statement)).scalar_one_or_none()
-    if found is None:
-        raise ApiError(404, f"{what} {object_id} does not exist")
-    return found  # type: ignore[no-any-return]

@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from enum import StrEnum
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from src.app.core.database import Base, IdentifiedMixin, UTCDateTime
-
-
-class Role(StrEnum):
-    admin = "admin"
-    technician = "technician"
-    viewer = "viewer"
 
 
 class Organisation(IdentifiedMixin, Base):

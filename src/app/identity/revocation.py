@@ -36,8 +36,8 @@ from sqlalchemy import Table, bindparam, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from src.app.core.clock import utc_now
+from src.app.core.db_errors import is_database_unavailable
 from src.app.core.errors import ApiError
-from src.app.core.middleware import is_database_unavailable
 from src.app.core.settings import Settings
 from src.app.identity.models import RevokedToken, User
 from src.app.identity.redis_store import RedisStore, RedisUnavailable

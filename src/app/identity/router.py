@@ -13,26 +13,20 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from src.app.core.clock import utc_now
-from src.app.core.database import get_session
+from src.app.core.database import get_db
 from src.app.core.errors import ApiError, error_responses
 from src.app.core.idempotency import (
     IDEMPOTENCY_ERROR_STATUSES,
     IdempotentRequest,
-    begin_write,
     idempotency_optional,
-    json_response,
 )
 from src.app.core.pagination import Page, PageParams, page_params, paginate
+from src.app.core.responses import json_response
 from src.app.core.settings import Settings
-from src.app.identity.dependencies import (
-    Principal,
-    get_current_principal,
-    get_owned,
-    require_admin,
-    require_reader,
-    scoped,
-)
-from src.app.identity.models import RefreshToken, RevokedToken, Role, User
+from src.app.core.tenancy import Principal, Role, get_owned, scoped
+from src.app.core.transactions import begin_write
+from src.app.identity.dependencies import get_current_principal, require_admin, require_reader
+from src.app.identity.models import RefreshToken, RevokedToken, User
 from src.app.identity.passwords import hash_password, verify_password
 from src.app.identity.redis_store import RedisUnavailable
 from src.app.identity.revocation import RevocationChecker, get_revocation_checker
@@ -158,7 +152,7 @@ async def login(
     body: LoginRequest,
     request: Request,
     response: Response,
-    session: AsyncSession = Depends(get_session),
+    session: AsyncSession = Depends(get_db),
     throttle: LoginThrottle = Depends(get_login_throttle),
 ) -> TokenPair:
     settings = _settings(request)
@@ -216,7 +210,7 @@ async def refresh(
     body: RefreshRequest,
     request: Request,
     response: Response,
-    session: AsyncSession = Depends(get_session),
+    session: AsyncSession = Depends(get_db),
     revocations: RevocationChecker = Depends(get_revocation_checker),
 ) -> TokenPair:
     settings = _settings(request)
@@ -321,7 +315,7 @@ async def _reuse_detected(
 async def logout(
     body: LogoutRequest | None = Body(default=None),
     principal: Principal = Depends(get_current_principal),
-    session: AsyncSession = Depends(get_session),
+    session: AsyncSession = Depends(get_db),
     revocations: RevocationChecker = Depends(get_revocation_checker),
 ) -> Response:
     await begin_write(session)
@@ -339,7 +333,7 @@ async def logout(
         if given is not None and given.user_id == principal.user_id:
             families.add(given.family_id)
     user = (principal.organisation_id, principal.user_id)
-    current = RevokedAccess(principal.jti, principal.claims.expires_at)
+    current = RevokedAccess(principal.jti, principal.token_expires_at)
     await add_to_revocation_list(
         session, [current], user=user, revoked_by=principal.user_id, reason="logout", now=now
     )
@@ -384,7 +378,7 @@ async def create_revocation(
     body: RevocationCreate,
     request: Request,
     principal: Principal = Depends(require_admin),
-    session: AsyncSession = Depends(get_session),
+    session: AsyncSession = Depends(get_db),
     revocations: RevocationChecker = Depends(get_revocation_checker),
     idempotency: IdempotentRequest = Depends(idempotency_optional),
 ) -> Response:
@@ -466,7 +460,7 @@ async def list_revocations(
     user_id: uuid.UUID | None = Query(None, description="Only this user's revocations."),
     principal: Principal = Depends(require_admin),
     params: PageParams = Depends(page_params),
-    session: AsyncSession = Depends(get_session),
+    session: AsyncSession = Depends(get_db),
 ) -> Page[RevocationOut]:
     statement = scoped(select(RevokedToken), RevokedToken, principal)
     if user_id is not None:
@@ -489,7 +483,7 @@ async def list_revocations(
 @users_router.get("/me", response_model=UserOut, summary="The caller")
 async def me(
     principal: Principal = Depends(require_reader),
-    session: AsyncSession = Depends(get_session),
+    session: AsyncSession = Depends(get_db),
 ) -> UserOut:
     user = await get_owned(session, User, principal.user_id, principal, what="User")
     return UserOut.model_validate(user)
@@ -508,7 +502,7 @@ async def create_user_route(
     body: UserCreate,
     request: Request,
     principal: Principal = Depends(require_admin),
-    session: AsyncSession = Depends(get_session),
+    session: AsyncSession = Depends(get_db),
     idempotency: IdempotentRequest = Depends(idempotency_optional),
 ) -> Response:
     settings = _settings(request)
@@ -545,7 +539,7 @@ async def list_users(
     is_active: bool | None = Query(None),
     principal: Principal = Depends(require_admin),
     params: PageParams = Depends(page_params),
-    session: AsyncSession = Depends(get_session),
+    session: AsyncSession = Depends(get_db),
 ) -> Page[UserOut]:
     statement = scoped(select(User), User, principal)
     if role is not None:
@@ -568,7 +562,7 @@ async def list_users(
 async def get_user(
     user_id: uuid.UUID,
     principal: Principal = Depends(require_admin),
-    session: AsyncSession = Depends(get_session),
+    session: AsyncSession = Depends(get_db),
 ) -> UserOut:
     return UserOut.model_validate(await get_owned(session, User, user_id, principal, what="User"))
 
@@ -591,7 +585,7 @@ async def update_user(
     body: UserUpdate,
     request: Request,
     principal: Principal = Depends(require_admin),
-    session: AsyncSession = Depends(get_session),
+    session: AsyncSession = Depends(get_db),
     revocations: RevocationChecker = Depends(get_revocation_checker),
 ) -> UserOut:
     await begin_write(session)

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from src.app.core.schemas import RequestModel, ResourceModel, UTCTimestamp
-from src.app.identity.models import Role
+from src.app.core.tenancy import Role
 from src.app.identity.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 
 # Deliberately plain: one "@", no spaces, a dotted domain. Deliverability is not ours to

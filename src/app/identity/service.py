@@ -17,7 +17,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from src.app.core.settings import Settings
-from src.app.identity.models import Organisation, RefreshToken, RevokedToken, Role, User
+from src.app.core.tenancy import Role
+from src.app.identity.models import Organisation, RefreshToken, RevokedToken, User
 from src.app.identity.tokens import (
     IssuedAccessToken,
     hash_refresh_token,

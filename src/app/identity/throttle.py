@@ -25,8 +25,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from src.app.core.clock import utc_now
-from src.app.core.idempotency import begin_write
 from src.app.core.settings import Settings
+from src.app.core.transactions import begin_write
 from src.app.identity.models import LoginFailure
 from src.app.identity.redis_store import RedisStore, RedisUnavailable
 

@@ -10,8 +10,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pydantic import BaseModel
 
 from src.app.core.database import Database, get_database
+from src.app.core.db_errors import is_database_unavailable
 from src.app.core.errors import ApiError, error_responses
-from src.app.core.middleware import is_database_unavailable
 from src.app.core.migrations import current_revisions, head_revisions
 
 router = APIRouter(tags=["operations"])

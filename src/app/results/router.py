@@ -8,17 +8,18 @@ from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
-from src.app.core.database import get_session
+from src.app.core.database import get_db
 from src.app.core.errors import error_responses
 from src.app.core.idempotency import (
     IDEMPOTENCY_ERROR_STATUSES,
     IdempotentRequest,
     idempotency_required,
-    json_response,
 )
 from src.app.core.metrics import MERGED_OPS, MERGES
+from src.app.core.responses import json_response
 from src.app.core.settings import Settings
-from src.app.identity.dependencies import Principal, require_reader, require_writer
+from src.app.core.tenancy import Principal
+from src.app.identity.dependencies import require_reader, require_writer
 from src.app.results.schemas import ResultsOut, ResultsSubmission, ResultsSubmitted
 from src.app.results.service import Submitted, read_results, submit_results
 
@@ -50,7 +51,7 @@ async def submit(
     body: ResultsSubmission,
     request: Request,
     principal: Principal = Depends(require_writer),
-    session: AsyncSession = Depends(get_session),
+    session: AsyncSession = Depends(get_db),
     idempotency: IdempotentRequest = Depends(idempotency_required),
 ) -> Response:
     settings: Settings = request.app.state.settings
@@ -97,7 +98,7 @@ async def read(
     session_id: uuid.UUID,
     request: Request,
     principal: Principal = Depends(require_reader),
-    session: AsyncSession = Depends(get_session),
+    session: AsyncSession = Depends(get_db),
     since: int | None = Query(
         default=None, ge=0, le=MAX_VERSION, description="Last version the client has"
     ),

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from src.app.core.clock import utc_now
 from src.app.core.errors import ApiError, FieldError
 from src.app.core.settings import Settings
-from src.app.identity.dependencies import Principal, scoped
+from src.app.core.tenancy import Principal, scoped
 from src.app.results.crdt import (
     Materialised,
     Op,

@@ -20,20 +20,6 @@ class SessionStatus(StrEnum):
     completed = "completed"
 
 
-class SessionFrequency(StrEnum):
-    """Routine service intervals of AS 1851."""
-
-    weekly = "weekly"
-    monthly = "monthly"
-    three_monthly = "3-monthly"
-    six_monthly = "6-monthly"
-    yearly = "yearly"
-    five_yearly = "5-yearly"
-    ten_yearly = "10-yearly"
-    twenty_five_yearly = "25-yearly"
-    thirty_yearly = "30-yearly"
-
-
 class TestSession(IdentifiedMixin, Base):
     __tablename__ = "test_sessions"
     __test__ = False  # not a pytest test class, despite the name

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.orm import defer
 
-from src.app.identity.dependencies import Principal, scoped
+from src.app.core.tenancy import Principal, scoped
 from src.app.sessions.models import SessionStatus, TestSession
 
 SESSIONS_ENDPOINT = "GET /v1/tests/sessions"

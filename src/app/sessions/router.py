@@ -16,22 +16,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
 from src.app.buildings.models import Building
-from src.app.core.database import get_session
+from src.app.core.database import get_db
 from src.app.core.errors import ApiError, FieldError, error_responses
 from src.app.core.idempotency import (
     IDEMPOTENCY_ERROR_STATUSES,
     IdempotentRequest,
-    begin_write,
     idempotency_optional,
-    json_response,
 )
 from src.app.core.pagination import Page, PageParams, page_params, paginate
-from src.app.identity.dependencies import (
-    Principal,
-    get_owned,
-    require_reader,
-    require_writer,
-)
+from src.app.core.responses import json_response
+from src.app.core.tenancy import Principal, get_owned
+from src.app.core.transactions import begin_write
+from src.app.identity.dependencies import require_reader, require_writer
 from src.app.sessions.models import SessionStatus, TestSession
 from src.app.sessions.queries import SESSIONS_ENDPOINT, SessionFilters, list_sessions
 from src.app.sessions.schemas import SessionCreate, SessionOut, SessionUpdate
@@ -138,7 +134,7 @@ async def _create(
 async def create_session(
     body: SessionCreate,
     principal: Principal = Depends(require_writer),
-    session: AsyncSession = Depends(get_session),
+    session: AsyncSession = Depends(get_db),
     idempotency: IdempotentRequest = Depends(idempotency_optional),
 ) -> Response:
     session_id = body.id or uuid.uuid4()
@@ -184,7 +180,7 @@ async def get_sessions(
     ),
     params: PageParams = Depends(page_params),
     principal: Principal = Depends(require_reader),
-    session: AsyncSession = Depends(get_session),
+    session: AsyncSession = Depends(get_db),
 ) -> Page[SessionOut]:
     if date_from is not None and date_to is not None and date_from > date_to:
         detail = "date_from must not be after date_to"
@@ -206,7 +202,7 @@ async def get_sessions(
 async def get_test_session(
     session_id: uuid.UUID,
     principal: Principal = Depends(require_reader),
-    session: AsyncSession = Depends(get_session),
+    session: AsyncSession = Depends(get_db),
 ) -> SessionOut:
     found = await get_owned(session, TestSession, session_id, principal, what="Test session")
     return SessionOut.of(found)
@@ -223,7 +219,7 @@ async def update_session(
     session_id: uuid.UUID,
     body: SessionUpdate,
     principal: Principal = Depends(require_writer),
-    session: AsyncSession = Depends(get_session),
+    session: AsyncSession = Depends(get_db),
 ) -> SessionOut:
     await begin_write(session)
     test_session = await get_owned(

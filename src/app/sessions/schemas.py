@@ -9,12 +9,11 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 
 from src.app.core.schemas import RequestModel, ResourceModel
-from src.app.sessions.models import SessionFrequency, SessionStatus, TestSession
+from src.app.rules.frequency import Frequency
+from src.app.sessions.models import SessionStatus, TestSession
 
 SessionName = Annotated[str, Field(min_length=1, max_length=200)]
-FREQUENCY_DESCRIPTION = "Service interval (AS 1851): " + ", ".join(
-    f.value for f in SessionFrequency
-)
+FREQUENCY_DESCRIPTION = "Service interval (AS 1851): " + ", ".join(f.value for f in Frequency)
 SCHEDULED_FOR_DESCRIPTION = "The day the visit is planned for (YYYY-MM-DD)."
 
 
@@ -28,7 +27,7 @@ class SessionCreate(RequestModel):
     )
     building_id: uuid.UUID
     session_name: SessionName
-    frequency: SessionFrequency | None = Field(default=None, description=FREQUENCY_DESCRIPTION)
+    frequency: Frequency | None = Field(default=None, description=FREQUENCY_DESCRIPTION)
     scheduled_for: date | None = Field(default=None, description=SCHEDULED_FOR_DESCRIPTION)
 
     def same_as(self, existing: TestSession) -> bool:
@@ -47,7 +46,7 @@ class SessionUpdate(RequestModel):
 
     session_name: SessionName | None = None
     building_id: uuid.UUID | None = None
-    frequency: SessionFrequency | None = Field(default=None, description=FREQUENCY_DESCRIPTION)
+    frequency: Frequency | None = Field(default=None, description=FREQUENCY_DESCRIPTION)
     scheduled_for: date | None = Field(default=None, description=SCHEDULED_FOR_DESCRIPTION)
     status: SessionStatus | None = Field(
         default=None,
@@ -73,7 +72,7 @@ class SessionOut(ResourceModel):
         )
     )
     session_name: str
-    frequency: SessionFrequency | None = Field(description=FREQUENCY_DESCRIPTION)
+    frequency: Frequency | None = Field(description=FREQUENCY_DESCRIPTION)
     scheduled_for: date | None = Field(description=SCHEDULED_FOR_DESCRIPTION)
     status: SessionStatus
     created_by: uuid.UUID | None = Field(description="The user who created the session.")
