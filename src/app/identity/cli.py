@@ -84,16 +84,16 @@ def users_create(
         password_hash = await hash_password(secret)
         database = Database(settings.database_url)
         try:
-            async with database.sessionmaker() as session:
-                organisation = await get_or_create_organisation(session, organisation_name)
+            async with database.sessionmaker() as db:
+                organisation = await get_or_create_organisation(db, organisation_name)
                 user = await create_user(
-                    session,
+                    db,
                     organisation_id=organisation.id,
                     email=address,
                     password_hash=password_hash,
                     role=role,
                 )
-                await session.commit()
+                await db.commit()
                 return user, organisation
         finally:
             await database.dispose()
@@ -132,32 +132,32 @@ def demo_seed(
 async def _seed(settings: Settings, *, if_empty: bool) -> list[tuple[Role, str, str]] | str | None:
     database = Database(settings.database_url)
     try:
-        async with database.sessionmaker() as session:
+        async with database.sessionmaker() as db:
             if if_empty:
-                count = (await session.execute(select(func.count()).select_from(User))).scalar()
+                count = (await db.execute(select(func.count()).select_from(User))).scalar()
                 if count:
                     return None
-            taken = await session.execute(
+            taken = await db.execute(
                 select(func.count()).where(User.email.in_([email for _, email in DEMO_USERS]))
             )
-            existing = await session.execute(
+            existing = await db.execute(
                 select(Organisation.id).where(Organisation.name == DEMO_ORGANISATION)
             )
             if taken.scalar() or existing.first() is not None:
                 return "the demo organisation or its users exist already"
-            organisation = await get_or_create_organisation(session, DEMO_ORGANISATION)
+            organisation = await get_or_create_organisation(db, DEMO_ORGANISATION)
             credentials: list[tuple[Role, str, str]] = []
             for role, email in DEMO_USERS:
                 password = secrets.token_urlsafe(15)  # 20 characters, 120 bits
                 await create_user(
-                    session,
+                    db,
                     organisation_id=organisation.id,
                     email=email,
                     password_hash=await hash_password(password),
                     role=role,
                 )
                 credentials.append((role, email, password))
-            await session.commit()
+            await db.commit()
             return credentials
     finally:
         await database.dispose()
