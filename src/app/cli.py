@@ -11,6 +11,7 @@ import shutil
 import typer
 import uvicorn
 
+from src.app.audit import cli as audit_cli
 from src.app.core import migrations
 from src.app.core.clock import utc_now
 from src.app.core.database import Database
@@ -24,6 +25,7 @@ maintenance_cli = typer.Typer(help="Housekeeping.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(maintenance_cli, name="maintenance")
 identity_cli.register(cli)
+audit_cli.register(cli)
 
 logger = logging.getLogger("firemode.cli")
 

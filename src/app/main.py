@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from src.app.audit.sealer import run_sealer
 from src.app.core.database import Database
 from src.app.core.errors import (
     PROBLEM_CONTENT_TYPE,
@@ -113,7 +116,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "no FIREMODE_DATABASE_URL configured: using the embedded SQLite database",
                 extra={"database_url": settings.database_url},
             )
+        sealer = (
+            asyncio.create_task(
+                run_sealer(database, interval_seconds=settings.audit_seal_interval_seconds)
+            )
+            if settings.audit_seal_interval_seconds > 0
+            else None
+        )
         yield
+        if sealer is not None:
+            sealer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sealer
         await database.dispose()
         await revocation_checker.aclose()
 

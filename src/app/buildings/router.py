@@ -30,6 +30,7 @@ from src.app.buildings.schemas import (
     BuildingOut,
     BuildingUpdate,
 )
+from src.app.core import audit
 from src.app.core.database import get_db
 from src.app.core.errors import ApiError, error_responses
 from src.app.core.idempotency import (
@@ -45,6 +46,24 @@ from src.app.identity.dependencies import require_admin, require_reader, require
 from src.app.sessions.models import TestSession
 
 router = APIRouter(tags=["buildings"])
+
+
+# Free-form JSON (building metadata, asset attributes) is recorded as "changed", never
+# copied: the trail must not carry whatever a client put there.
+_FREE_FORM = frozenset({"metadata", "attributes"})
+
+
+def _changed_fields(
+    row: object, changes: dict[str, object], *, renamed: dict[str, str] | None = None
+) -> dict[str, object]:
+    """The fields ``changes`` really changes on ``row``, with their new values."""
+    renamed = renamed or {}
+    changed: dict[str, object] = {}
+    for name, value in changes.items():
+        new = getattr(value, "value", value)  # enums as their value
+        if getattr(row, renamed.get(name, name)) != new:
+            changed[name] = "changed" if name in _FREE_FORM else new
+    return changed
 
 
 # --- buildings ---------------------------------------------------------------------------
@@ -74,6 +93,18 @@ async def create_building(
         )
         session.add(building)
         await session.flush()
+        await audit.record_by(
+            session,
+            principal,
+            "building.created",
+            "building",
+            building.id,
+            {
+                "name": building.name,
+                "address": building.address,
+                "building_type": building.building_type,
+            },
+        )
         return json_response(
             BuildingOut.of(building),
             status_code=201,
@@ -142,10 +173,20 @@ async def update_building(
         session, Building, building_id, principal, what="Building", for_update=True
     )
     changes = body.model_dump(exclude_unset=True)
+    changed = _changed_fields(building, changes, renamed={"metadata": "metadata_"})
     if "metadata" in changes:
         building.metadata_ = changes.pop("metadata")
     for name, value in changes.items():
         setattr(building, name, value)
+    if changed:
+        await audit.record_by(
+            session,
+            principal,
+            "building.updated",
+            "building",
+            building.id,
+            {"changes": changed},
+        )
     await session.commit()
     return BuildingOut.of(building)
 
@@ -187,6 +228,14 @@ async def delete_building(
         )
     )
     await session.delete(building)
+    await audit.record_by(
+        session,
+        principal,
+        "building.deleted",
+        "building",
+        building.id,
+        {"name": building.name, "address": building.address},
+    )
     try:
         await session.commit()
     except IntegrityError as exc:  # a session arrived in a race the lock did not cover
@@ -272,6 +321,20 @@ async def create_asset(
             await session.flush()
         except IntegrityError as exc:  # a concurrent writer won the race (run() rolls back)
             raise _concurrent_change() from exc
+        await audit.record_by(
+            session,
+            principal,
+            "asset.created",
+            "asset",
+            asset.id,
+            {
+                "building_id": asset.building_id,
+                "asset_type": asset.asset_type,
+                "location": asset.location,
+                "barcode": asset.barcode,
+                "installed_on": asset.installed_on,
+            },
+        )
         return json_response(
             AssetOut.of(asset), status_code=201, headers={"Location": f"/v1/assets/{asset.id}"}
         )
@@ -334,7 +397,17 @@ async def update_asset(
         await _check_barcode_free(session, principal, changes["barcode"], asset.id)
     if "asset_type" in changes:
         changes["asset_type"] = changes["asset_type"].value
+    changed = _changed_fields(asset, changes)
     for name, value in changes.items():
         setattr(asset, name, value)
+    if changed:
+        await audit.record_by(
+            session,
+            principal,
+            "asset.updated",
+            "asset",
+            asset.id,
+            {"changes": changed},
+        )
     await _save_asset(session, principal, asset)
     return AssetOut.of(asset)
