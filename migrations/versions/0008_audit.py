@@ -1,6 +1,6 @@
 """Audit trail: append-only entries and their seals into per-organisation hash chains
 
-Tables ``audit_entries`` and ``audit_seals`` (generated with ``alembic revision
+Tables ``audit_entries``, ``audit_seals`` and ``condition_reports`` (generated with ``alembic revision
 --autogenerate``, reviewed by hand). Added by hand:
 
 - triggers refusing UPDATE, DELETE and TRUNCATE on both tables (PostgreSQL and SQLite);
@@ -170,6 +170,55 @@ def upgrade() -> None:
     with op.batch_alter_table("audit_seals", schema=None) as batch_op:
         batch_op.create_index("ix_audit_seals_horizon", ["horizon"], unique=False)
 
+    op.create_table(
+        "condition_reports",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("organisation_id", sa.Uuid(), nullable=False),
+        sa.Column("building_id", sa.Uuid(), nullable=False),
+        sa.Column("period_start", sa.Date(), nullable=False),
+        sa.Column("period_end", sa.Date(), nullable=False),
+        sa.Column("accords_with_design", sa.Boolean(), nullable=False),
+        sa.Column("statement", sa.Text(), nullable=False),
+        sa.Column("responsible_person", sa.String(length=200), nullable=False),
+        sa.Column("licence_number", sa.String(length=100), nullable=False),
+        sa.Column("audit_position", sa.BigInteger(), nullable=False),
+        sa.Column("audit_hash", sa.String(length=64), nullable=False),
+        sa.Column("facts", src.app.core.database.JSONType, nullable=False),
+        sa.Column("facts_sha256", sa.String(length=64), nullable=False),
+        sa.Column("generated_at", src.app.core.database.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_by", sa.Uuid(), nullable=True),
+        sa.Column("created_at", src.app.core.database.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", src.app.core.database.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["building_id"],
+            ["buildings.id"],
+            name=op.f("fk_condition_reports_building_id_buildings"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["created_by"],
+            ["users.id"],
+            name=op.f("fk_condition_reports_created_by_users"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["organisation_id"],
+            ["organisations.id"],
+            name=op.f("fk_condition_reports_organisation_id_organisations"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_condition_reports")),
+    )
+    with op.batch_alter_table("condition_reports", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_condition_reports_organisation_id_building_id_created_at_id",
+            [
+                "organisation_id",
+                "building_id",
+                sa.literal_column("created_at DESC"),
+                sa.literal_column("id DESC"),
+            ],
+            unique=False,
+        )
+
     if op.get_context().dialect.name == "postgresql":
         for statement in (*PG_FUNCTIONS, *_pg_triggers()):
             op.execute(statement)
@@ -186,6 +235,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("condition_reports", schema=None) as batch_op:
+        batch_op.drop_index("ix_condition_reports_organisation_id_building_id_created_at_id")
+    op.drop_table("condition_reports")
     if op.get_context().dialect.name == "postgresql":
         op.execute("DROP TABLE audit_seals")
         op.execute("DROP TABLE audit_entries")

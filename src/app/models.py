@@ -6,6 +6,7 @@ from src.app.core.audit_model import AuditEntry
 from src.app.core.database import Base
 from src.app.core.idempotency_model import IdempotencyRecord
 from src.app.identity.models import LoginFailure, Organisation, RefreshToken, RevokedToken, User
+from src.app.reports.models import ConditionReport
 from src.app.results.models import ResultOp
 from src.app.sessions.models import TestSession
 
@@ -15,6 +16,7 @@ __all__ = [
     "AuditSeal",
     "Base",
     "Building",
+    "ConditionReport",
     "IdempotencyRecord",
     "LoginFailure",
     "Organisation",

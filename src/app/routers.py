@@ -8,6 +8,7 @@ from src.app.audit.router import router as audit_router
 from src.app.buildings.router import router as buildings_router
 from src.app.identity.router import auth_router, users_router
 from src.app.operations.router import router as operations_router
+from src.app.reports.router import router as reports_router
 from src.app.results.router import router as results_router
 from src.app.sessions.router import router as sessions_router
 
@@ -20,4 +21,5 @@ API_ROUTERS: list[APIRouter] = [
     results_router,
     sessions_router,
     audit_router,
+    reports_router,
 ]

@@ -1,0 +1,229 @@
+"""The yearly condition report through HTTP: a seeded year, exact content, same bytes."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from datetime import UTC, date, datetime
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pypdf import PdfReader
+
+from src.app.buildings.models import Asset, Building
+from src.app.core import audit
+from src.app.sessions.models import TestSession
+
+BUILDING_ADDRESS = "1 Harbour St, Sydney NSW 2000"
+STATEMENT = {
+    "accords_with_design": True,
+    "statement": "The systems were found generally in accordance with the approved design.",
+    "responsible_person": "Jane Citizen",
+    "licence_number": "FPAS-12345",
+}
+# (scheduled day, frequency, day completed or None): monthly windows are 5 working days
+# either side, yearly 2 months.
+YEAR = [
+    (date(2024, 12, 16), "monthly", date(2024, 12, 16)),  # before the period: left out
+    (date(2025, 1, 15), "monthly", date(2025, 1, 14)),  # on time (early, in window)
+    (date(2025, 2, 14), "monthly", date(2025, 2, 14)),  # on time
+    (date(2025, 3, 14), "monthly", date(2025, 3, 18)),  # late, within tolerance
+    (date(2025, 4, 15), "monthly", date(2025, 5, 2)),  # out of tolerance
+    (date(2025, 5, 15), "monthly", None),  # missed
+    (date(2025, 6, 2), "yearly", date(2025, 6, 20)),  # late (yearly window)
+    (date(2025, 12, 29), "monthly", None),  # window still open at the period's end
+]
+
+
+async def _seed(app: FastAPI, tenant: Any) -> uuid.UUID:
+    building_id = uuid.uuid4()
+    async with app.state.database.sessionmaker() as db:
+        db.add(
+            Building(
+                id=building_id,
+                organisation_id=tenant.organisation_id,
+                name="Harbour Tower",
+                address=BUILDING_ADDRESS,
+                building_type="office",
+            )
+        )
+        await db.flush()
+        for index, asset_type in enumerate(["fire_extinguisher"] * 3 + ["emergency_light"] * 2):
+            db.add(
+                Asset(
+                    organisation_id=tenant.organisation_id,
+                    building_id=building_id,
+                    asset_type=asset_type,
+                    location=f"L{index}",
+                    barcode=f"{building_id.hex[:6]}-{index}",
+                )
+            )
+        for day, frequency, done in YEAR:
+            session = TestSession(
+                organisation_id=tenant.organisation_id,
+                building_id=building_id,
+                session_name=f"{frequency} {day}",
+                frequency=frequency,
+                scheduled_for=day,
+                status="completed" if done else "scheduled",
+                created_by=tenant.technician.id,
+            )
+            db.add(session)
+            await db.flush()
+            if done:
+                await audit.record(
+                    db,
+                    organisation_id=tenant.organisation_id,
+                    actor=audit.Actor.user(tenant.technician.id),
+                    action="test_session.status_changed",
+                    subject_type="test_session",
+                    subject_id=session.id,
+                    payload={"from": "in_progress", "to": "completed"},
+                    now=datetime(done.year, done.month, done.day, 3, 0, tzinfo=UTC),
+                )
+        await db.commit()
+    return building_id
+
+
+async def test_report_lists_the_year_and_regenerates_identically(
+    client: httpx.AsyncClient, app: FastAPI, make_tenant: Any
+) -> None:
+    tenant = await make_tenant("Acme Fire Services Pty Ltd")
+    building_id = await _seed(app, tenant)
+    url = f"/v1/buildings/{building_id}/reports/yearly-condition"
+    body = {"period_start": "2025-01-01", "period_end": "2025-12-31", **STATEMENT}
+
+    assert (await client.post(url, json=body, headers=tenant.technician.headers)).status_code == 403
+    created = await client.post(url, json=body, headers=tenant.admin.headers)
+    assert created.status_code == 201, created.text
+    location = created.headers["Location"]
+    assert location.startswith(f"/v1/buildings/{building_id}/reports/yearly-condition/")
+
+    report = await client.get(location, headers=tenant.viewer.headers)
+    assert report.status_code == 200
+    assert report.headers["content-type"] == "application/json"
+    assert report.content == created.content
+    doc = report.json()
+    assert doc["organisation"]["name"] == "Acme Fire Services Pty Ltd"
+    assert doc["building"]["address"] == BUILDING_ADDRESS
+    assert doc["statement"] == {
+        "accords_with_design": True,
+        "text": STATEMENT["statement"],
+        "responsible_person": "Jane Citizen",
+        "licence_number": "FPAS-12345",
+    }
+    head = (await client.get("/v1/audit/head", headers=tenant.viewer.headers)).json()
+    assert doc["audit"] == {"position": head["position"], "hash": head["hash"]}
+    assert [(s["system"], s["assets"]) for s in doc["systems"]] == [
+        ("emergency_light", 2),
+        ("fire_extinguisher", 3),
+    ]
+    for system in doc["systems"]:
+        assert system["counts"] == {
+            "on_time": 2,
+            "late": 2,
+            "out_of_tolerance": 1,
+            "missed": 1,
+            "open": 1,
+        }
+        services = system["services"]
+        assert [(s["due_on"], s["done_on"]) for s in services["late"]] == [
+            ("2025-03-14", "2025-03-18"),
+            ("2025-06-02", "2025-06-20"),
+        ]
+        assert services["late"][0]["window"] == {"start": "2025-03-07", "end": "2025-03-21"}
+        assert [s["due_on"] for s in services["on_time"]] == ["2025-01-15", "2025-02-14"]
+        assert [(s["due_on"], s["done_on"]) for s in services["out_of_tolerance"]] == [
+            ("2025-04-15", "2025-05-02")
+        ]
+        assert [(s["due_on"], s["done_on"]) for s in services["missed"]] == [("2025-05-15", None)]
+        assert [s["due_on"] for s in services["open"]] == ["2025-12-29"]
+        assert system["operational_status"] == "operational"
+
+    # Same bytes on every rendering, JSON and PDF; the same request while nothing changed
+    # is the same report.
+    pdf_headers = {**tenant.viewer.headers, "Accept": "application/pdf"}
+    pdf = await client.get(location, headers=pdf_headers)
+    assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+    assert (await client.get(location, headers=pdf_headers)).content == pdf.content
+    again = await client.post(url, json=body, headers=tenant.admin.headers)
+    assert (again.status_code, again.headers["Location"]) == (200, location)
+    assert again.content == report.content
+    assert (await client.get(location, headers=pdf_headers)).content == pdf.content
+
+    reader = PdfReader(io.BytesIO(pdf.content))
+    pages = [page.extract_text() for page in reader.pages]
+    for text in pages:
+        assert "Acme Fire Services Pty Ltd" in text
+        assert BUILDING_ADDRESS in text
+    whole = "\n".join(pages)
+    for section in (
+        "Yearly condition report",
+        "1. Routine service by system",
+        "Portable fire extinguishers: done late, within tolerance",
+        "Emergency lighting: missed",
+        "2. Operational status",
+        "3. Defects and non-conformances",
+        "Critical defects (all, whatever their status)",
+        "Non-critical defects (open)",
+        "Non-conformances (open)",
+        "4. Statement",
+        "Jane Citizen, licence FPAS-12345",
+        "5. Audit record",
+        head["hash"],
+    ):
+        assert section in whole, section
+
+    # A change to the record makes the next report another one.
+    changed = await client.patch(
+        f"/v1/buildings/{building_id}",
+        json={"name": "Harbour Tower East"},
+        headers=tenant.admin.headers,
+    )
+    assert changed.status_code == 200
+    newer = await client.post(url, json=body, headers=tenant.admin.headers)
+    assert newer.status_code == 201 and newer.headers["Location"] != location
+    assert (await client.get(location, headers=pdf_headers)).content == pdf.content
+
+    other = await make_tenant()
+    assert (await client.get(location, headers=other.viewer.headers)).status_code == 404
+
+
+async def test_logbook_csv(client: httpx.AsyncClient, app: FastAPI, make_tenant: Any) -> None:
+    tenant = await make_tenant()
+    building_id = await _seed(app, tenant)
+    response = await client.get(
+        f"/v1/buildings/{building_id}/logbook",
+        params={"from": "2025-01-01", "to": "2025-12-31"},
+        headers=tenant.viewer.headers,
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/csv; charset=utf-8"
+    lines = response.text.splitlines()
+    # 7 routine occurrences in the period, for each of the 2 systems.
+    assert len(lines) == 1 + 7 * 2
+    assert lines[1].startswith("2025-01-14,service,")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"period_end": "2024-12-31"},
+        {"period_end": "2028-01-01"},
+        {"responsible_person": ""},
+        {"licence_number": None},
+    ],
+)
+async def test_invalid_requests(
+    client: httpx.AsyncClient, make_tenant: Any, change: dict[str, Any]
+) -> None:
+    tenant = await make_tenant()
+    body = {"period_start": "2025-01-01", "period_end": "2025-12-31", **STATEMENT, **change}
+    response = await client.post(
+        f"/v1/buildings/{uuid.uuid4()}/reports/yearly-condition",
+        json=body,
+        headers=tenant.admin.headers,
+    )
+    assert response.status_code == 422
