@@ -327,23 +327,20 @@ async def submit_results(
                 "now": now,
             },
         )
-        await conn.execute(
-            audit.ENTRY_INSERT,
-            audit.entry_values(
-                organisation_id=principal.organisation_id,
-                actor=audit.Actor.of(principal),
-                action="results.accepted",
-                subject_type="test_session",
-                subject_id=session_id,
-                payload={
-                    "op_ids": [op.op_id for op in fresh],
-                    "version": version,
-                    "applied": len(fresh),
-                    "duplicates": duplicates,
-                    "device_id": device_id,
-                },
-                now=now,
-            ),
+        await audit.record_by(
+            conn,
+            principal,
+            "results.accepted",
+            "test_session",
+            session_id,
+            {
+                "op_ids": [op.op_id for op in fresh],
+                "version": version,
+                "applied": len(fresh),
+                "duplicates": duplicates,
+                "device_id": device_id,
+            },
+            now=now,
         )
     return Submitted(
         session_id=session_id,
