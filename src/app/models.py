@@ -5,6 +5,7 @@ from src.app.core.database import Base
 from src.app.core.idempotency_model import IdempotencyRecord
 from src.app.identity.models import LoginFailure, Organisation, RefreshToken, RevokedToken, User
 from src.app.results.models import ResultOp
+from src.app.rules.models import Rule, RuleVersion
 from src.app.sessions.models import TestSession
 
 __all__ = [
@@ -17,6 +18,8 @@ __all__ = [
     "RefreshToken",
     "ResultOp",
     "RevokedToken",
+    "Rule",
+    "RuleVersion",
     "TestSession",
     "User",
 ]

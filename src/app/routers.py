@@ -8,6 +8,7 @@ from src.app.buildings.router import router as buildings_router
 from src.app.identity.router import auth_router, users_router
 from src.app.operations.router import router as operations_router
 from src.app.results.router import router as results_router
+from src.app.rules.router import router as rules_router
 from src.app.sessions.router import router as sessions_router
 
 OPERATIONS_ROUTERS: list[APIRouter] = [operations_router]
@@ -16,6 +17,7 @@ API_ROUTERS: list[APIRouter] = [
     auth_router,
     users_router,
     buildings_router,
+    rules_router,
     results_router,
     sessions_router,
 ]
