@@ -344,7 +344,7 @@ def upgrade() -> None:
     with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
         batch_op.create_index("ix_webhook_deliveries_event_id", ["event_id"], unique=False)
         batch_op.create_index(
-            "ix_webhook_deliveries_organisation_id_subscription_id_created_at_id",
+            "ix_webhook_deliveries_org_subscription_created_at_id",
             [
                 "organisation_id",
                 "subscription_id",
@@ -419,7 +419,7 @@ def downgrade() -> None:
     op.drop_table("defect_history")
     with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
         batch_op.drop_index("ix_webhook_deliveries_status_next_attempt_at")
-        batch_op.drop_index("ix_webhook_deliveries_organisation_id_subscription_id_created_at_id")
+        batch_op.drop_index("ix_webhook_deliveries_org_subscription_created_at_id")
         batch_op.drop_index("ix_webhook_deliveries_event_id")
 
     op.drop_table("webhook_deliveries")

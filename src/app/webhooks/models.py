@@ -54,7 +54,7 @@ Index(
     WebhookSubscription.id.desc(),
 )
 Index(
-    "ix_webhook_deliveries_organisation_id_subscription_id_created_at_id",
+    "ix_webhook_deliveries_org_subscription_created_at_id",
     WebhookDelivery.organisation_id,
     WebhookDelivery.subscription_id,
     WebhookDelivery.created_at.desc(),
