@@ -81,6 +81,38 @@ def db_downgrade(
     migrations.downgrade(get_settings().database_url, revision)
 
 
+@cli.command()
+def worker() -> None:
+    """Run the background worker: overdue sweeps and webhook deliveries (any number may run)."""
+    import signal
+
+    from prometheus_client import start_http_server
+
+    from src.app.worker import Worker
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    if settings.worker_metrics_port is not None:
+        start_http_server(settings.worker_metrics_port, addr=settings.host)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        database = Database(settings.database_url, pool_size=2, max_overflow=2)
+        runner = Worker(database, settings)
+        logger.info("worker started")
+        try:
+            await runner.run_forever(stop)
+        finally:
+            await runner.aclose()
+            await database.dispose()
+        logger.info("worker stopped")
+
+    asyncio.run(run())
+
+
 @maintenance_cli.command("purge")
 def maintenance_purge() -> None:
     """Delete expired revocations, refresh tokens, throttle state and idempotency records."""

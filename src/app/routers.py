@@ -13,6 +13,7 @@ from src.app.results.router import router as results_router
 from src.app.rules.router import router as rules_router
 from src.app.sessions.hooks import on_session_completed
 from src.app.sessions.router import router as sessions_router
+from src.app.webhooks.router import router as webhooks_router
 
 OPERATIONS_ROUTERS: list[APIRouter] = [operations_router]
 # Results before sessions: "/{id}/results" must not be shadowed by a sessions route.
@@ -24,6 +25,7 @@ API_ROUTERS: list[APIRouter] = [
     results_router,
     sessions_router,
     defects_router,
+    webhooks_router,
 ]
 
 # Completing a session raises the defects its evaluation implies (sessions sit below

@@ -38,6 +38,15 @@ Index(
 )
 
 
+EVENT_TYPES: set[str] = set()
+"""Every event type a domain may emit; webhook subscriptions choose among them."""
+
+
+def register_event_types(*event_types: str) -> None:
+    """Declares event types (called by each emitting domain when it is imported)."""
+    EVENT_TYPES.update(event_types)
+
+
 def emit(
     db: AsyncSession,
     *,

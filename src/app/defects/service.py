@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from src.app.core.clock import utc_now
 from src.app.core.errors import ApiError
 from src.app.core.metrics import DEFECTS_OVERDUE, DEFECTS_OVERDUE_MARKED
-from src.app.core.outbox import emit
+from src.app.core.outbox import emit, register_event_types
 from src.app.core.tenancy import Principal, Role
 from src.app.defects.evaluation import evaluate_session
 from src.app.defects.lifecycle import (
@@ -32,7 +32,7 @@ from src.app.rules.checklist import Severity
 from src.app.sessions.models import TestSession
 
 RAISED, STATUS_CHANGED, OVERDUE = "defect.raised", "defect.status_changed", "defect.overdue"
-EVENT_TYPES = (RAISED, STATUS_CHANGED, OVERDUE)
+register_event_types(RAISED, STATUS_CHANGED, OVERDUE)
 
 
 async def deadline_overrides(db: AsyncSession, organisation_id: uuid.UUID) -> dict[str, int | None]:
