@@ -1,6 +1,6 @@
 """The background worker (``firemode worker``): periodic sweeps, then webhook deliveries.
 
-Each pass runs the registered periodic jobs (today: the overdue defect sweep), turns new
+Each pass runs the registered periodic jobs (the overdue defect sweep, audit sealing), turns new
 outbox events into deliveries, and sends the deliveries that are due. Any number of
 workers may run side by side. The clock and the random source are injected, so tests drive
 retries and backoff without waiting.
@@ -21,6 +21,7 @@ from typing import TypeVar
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from src.app.audit.sealer import seal_pending
 from src.app.core.clock import utc_now
 from src.app.core.database import Database
 from src.app.core.settings import Settings
@@ -47,7 +48,15 @@ async def _overdue_defects(db: AsyncSession, now: datetime) -> int:
     return await sweep_overdue(db, now=now)
 
 
-PERIODIC_JOBS: dict[str, PeriodicJob] = {"defects.overdue": _overdue_defects}
+async def _seal_audit(db: AsyncSession, _now: datetime) -> int:
+    # Links committed audit entries into their chains (commits its own transaction).
+    return await seal_pending(db)
+
+
+PERIODIC_JOBS: dict[str, PeriodicJob] = {
+    "defects.overdue": _overdue_defects,
+    "audit.seal": _seal_audit,
+}
 """Jobs run in their own transaction at the start of every pass (name → job)."""
 
 

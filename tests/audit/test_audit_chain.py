@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -302,3 +303,23 @@ def test_any_single_change_breaks_the_chain_at_that_link(
     ]
     brk = verify_links(org, tampered).first_break
     assert brk is not None and brk.position == victim + 1
+
+
+@pytest.mark.postgres
+async def test_transactions_of_other_databases_do_not_hold_sealing_back(
+    app: FastAPI, make_tenant: Any, admin_dsn: str
+) -> None:
+    database: Database = app.state.database
+    tenant = await make_tenant()
+    elsewhere = await asyncpg.connect(admin_dsn)  # the server's maintenance database
+    try:
+        transaction = elsewhere.transaction()
+        await transaction.start()
+        await elsewhere.fetchval("SELECT pg_current_xact_id()")  # holds an id, stays open
+        await _write(database, tenant.organisation_id, 2)
+        await seal_all(database)
+        (report,) = await verify(database, tenant.organisation_id)
+        assert report.ok and (report.check.sealed, report.unsealed) == (2, 0)
+        await transaction.rollback()
+    finally:
+        await elsewhere.close()

@@ -14,7 +14,16 @@ from src.app.reports.logbook import logbook_csv
 from src.app.reports.windows import tolerance_window
 from src.app.rules.frequency import Frequency
 
-STATES = ("open", "quoted", "repair_scheduled", "repaired", "verified", "closed")
+STATES = (
+    "open",
+    "acknowledged",
+    "quoted",
+    "repair_scheduled",
+    "repaired",
+    "verified",
+    "closed",
+    "cancelled",
+)
 CLASSES = ("critical", "non_critical", "non_conformance")
 
 
@@ -71,7 +80,7 @@ def test_defects_listed_as_the_rules_say() -> None:
     defects = doc["defects"]
     # Every critical defect, whatever its status; only the open others.
     assert [d["status"] for d in defects["critical"]] == list(STATES)
-    open_states = ["open", "quoted", "repair_scheduled", "repaired"]
+    open_states = ["open", "acknowledged", "quoted", "repair_scheduled", "repaired"]
     assert [d["status"] for d in defects["non_critical_open"]] == open_states
     assert [d["status"] for d in defects["non_conformances_open"]] == open_states
     statuses = {s["system"]: s["operational_status"] for s in doc["systems"]}

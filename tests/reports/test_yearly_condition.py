@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -14,6 +14,9 @@ from pypdf import PdfReader
 
 from src.app.buildings.models import Asset, Building
 from src.app.core import audit
+from src.app.defects.models import DefectEvent
+from src.app.defects.service import raise_defect
+from src.app.rules.checklist import Severity
 from src.app.sessions.models import TestSession
 
 BUILDING_ADDRESS = "1 Harbour St, Sydney NSW 2000"
@@ -23,6 +26,17 @@ STATEMENT = {
     "responsible_person": "Jane Citizen",
     "licence_number": "FPAS-12345",
 }
+STATES = (
+    "open",
+    "acknowledged",
+    "quoted",
+    "repair_scheduled",
+    "repaired",
+    "verified",
+    "closed",
+    "cancelled",
+)
+OPEN_STATES = ["open", "acknowledged", "quoted", "repair_scheduled", "repaired"]
 # (scheduled day, frequency, day completed or None): monthly windows are 5 working days
 # either side, yearly 2 months.
 YEAR = [
@@ -35,6 +49,58 @@ YEAR = [
     (date(2025, 6, 2), "yearly", date(2025, 6, 20)),  # late (yearly window)
     (date(2025, 12, 29), "monthly", None),  # window still open at the period's end
 ]
+
+
+async def _defect(
+    db: Any,
+    tenant: Any,
+    building_id: uuid.UUID,
+    asset_id: uuid.UUID,
+    severity: str,
+    status: str,
+    raised: datetime,
+) -> None:
+    defect = await raise_defect(
+        db,
+        organisation_id=tenant.organisation_id,
+        building_id=building_id,
+        severity=Severity(severity),
+        remark=f"{severity} {status} {raised.date()}",
+        source="manual",
+        actor_id=tenant.technician.id,
+        now=raised,
+        asset_id=asset_id,
+    )
+    if status != "open":  # seeded straight into the state, with its history entry
+        defect.status = status
+        db.add(
+            DefectEvent(
+                defect_id=defect.id,
+                organisation_id=tenant.organisation_id,
+                from_status="open",
+                to_status=status,
+                note="",
+                changes={},
+                actor_id=tenant.admin.id,
+                created_at=raised + timedelta(days=10),
+            )
+        )
+
+
+async def _seed_defects(db: Any, tenant: Any, building_id: uuid.UUID, asset_id: uuid.UUID) -> None:
+    """Every class in every state, raised in the period; and the edge cases around it."""
+    day = 0
+    for severity in ("critical", "non_critical", "non_conformance"):
+        for status in STATES:
+            day += 1
+            raised = datetime(2025, 3, 1, 9, tzinfo=UTC) + timedelta(days=day)
+            await _defect(db, tenant, building_id, asset_id, severity, status, raised)
+    before = datetime(2024, 6, 1, 9, tzinfo=UTC)
+    await _defect(db, tenant, building_id, asset_id, "critical", "closed", before)  # out
+    await _defect(db, tenant, building_id, asset_id, "non_critical", "quoted", before)  # in
+    await _defect(db, tenant, building_id, asset_id, "recommendation", "open", before)  # out
+    after = datetime(2026, 1, 2, 9, tzinfo=UTC)
+    await _defect(db, tenant, building_id, asset_id, "critical", "open", after)  # out
 
 
 async def _seed(app: FastAPI, tenant: Any) -> uuid.UUID:
@@ -50,16 +116,19 @@ async def _seed(app: FastAPI, tenant: Any) -> uuid.UUID:
             )
         )
         await db.flush()
-        for index, asset_type in enumerate(["fire_extinguisher"] * 3 + ["emergency_light"] * 2):
-            db.add(
-                Asset(
-                    organisation_id=tenant.organisation_id,
-                    building_id=building_id,
-                    asset_type=asset_type,
-                    location=f"L{index}",
-                    barcode=f"{building_id.hex[:6]}-{index}",
-                )
+        assets = [
+            Asset(
+                organisation_id=tenant.organisation_id,
+                building_id=building_id,
+                asset_type=asset_type,
+                location=f"L{index}",
+                barcode=f"{building_id.hex[:6]}-{index}",
             )
+            for index, asset_type in enumerate(["fire_extinguisher"] * 3 + ["emergency_light"] * 2)
+        ]
+        db.add_all(assets)
+        await db.flush()
+        await _seed_defects(db, tenant, building_id, assets[0].id)
         for day, frequency, done in YEAR:
             session = TestSession(
                 organisation_id=tenant.organisation_id,
@@ -140,7 +209,21 @@ async def test_report_lists_the_year_and_regenerates_identically(
         ]
         assert [(s["due_on"], s["done_on"]) for s in services["missed"]] == [("2025-05-15", None)]
         assert [s["due_on"] for s in services["open"]] == ["2025-12-29"]
-        assert system["operational_status"] == "operational"
+    assert {s["system"]: s["operational_status"] for s in doc["systems"]} == {
+        "emergency_light": "operational",
+        "fire_extinguisher": "inoperative",  # an open critical defect on one of them
+    }
+    defects = doc["defects"]
+    assert [d["status"] for d in defects["critical"]] == list(STATES)
+    assert [(d["status"], d["raised_on"]) for d in defects["non_critical_open"]] == [
+        ("quoted", "2024-06-01"),
+        *[
+            (status, d["raised_on"])
+            for status, d in zip(OPEN_STATES, defects["non_critical_open"][1:], strict=True)
+        ],
+    ]
+    assert [d["status"] for d in defects["non_conformances_open"]] == OPEN_STATES
+    assert all(d["system"] == "fire_extinguisher" for d in defects["critical"])
 
     # Same bytes on every rendering, JSON and PDF; the same request while nothing changed
     # is the same report.
@@ -202,9 +285,14 @@ async def test_logbook_csv(client: httpx.AsyncClient, app: FastAPI, make_tenant:
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/csv; charset=utf-8"
     lines = response.text.splitlines()
+    kinds = [line.split(",")[1] for line in lines[1:]]
     # 7 routine occurrences in the period, for each of the 2 systems.
-    assert len(lines) == 1 + 7 * 2
-    assert lines[1].startswith("2025-01-14,service,")
+    assert kinds.count("service") == 7 * 2
+    # The 25 defects reported each have their "raised" event; the 22 not left "open" one
+    # more (7 states x 3 classes in the period, and the quoted one from 2024).
+    assert kinds.count("defect") == 25 + 22
+    assert lines[0].startswith("date,kind,system")
+    assert lines[1:] == sorted(lines[1:])
 
 
 @pytest.mark.parametrize(

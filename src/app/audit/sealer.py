@@ -4,10 +4,11 @@ Writers never touch a chain head: they insert entries (``src.app.core.audit``). 
 sealer, moments later, appends every entry that can no longer be preceded by another
 one to its organisation's chain, in one transaction that only inserts ``audit_seals``.
 
-- PostgreSQL: the chain order is (writer's transaction id, seq). The sealer reads
-  ``H = pg_snapshot_xmin(pg_current_snapshot())``: every transaction with an id below
-  ``H`` has ended, and every transaction that is running or will ever start has an id
-  of at least ``H``. So the entries with ``txid < H`` are final (none can still appear
+- PostgreSQL: the chain order is (writer's transaction id, seq). The sealer reads the
+  horizon ``H``, the oldest transaction id still running in this database (or, with none
+  running, the next id to be assigned): every transaction of this database with an id
+  below ``H`` has ended, and every one running or still to start has an id of at least
+  ``H``. So the entries with ``txid < H`` are final (none can still appear
   or vanish), and every entry still to come sorts after them. The sealer seals exactly
   those, from the previous watermark up to ``H``, and records ``H`` as the new
   watermark.
@@ -59,7 +60,26 @@ ENTRY_COLUMNS = (
     _E.transaction_id,
     _E.created_at,
 )
-_XMIN = text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+# The oldest transaction that may still write here: the smallest transaction id running
+# in one atomic snapshot, leaving out those of backends connected to other databases of
+# the cluster (they cannot write our tables); with none running, the snapshot's xmax (the
+# next id to be assigned). A transaction without an id yet gets one >= xmax. Prepared
+# transactions, and other databases' transactions this role may not see, count as ours:
+# that only delays sealing. Compared modulo 2^32: pg_stat_activity shows 32-bit ids.
+_HORIZON = text(
+    """
+    WITH snap AS (SELECT pg_current_snapshot() AS s),
+    elsewhere AS (
+        SELECT backend_xid::text::bigint AS xid FROM pg_stat_activity
+        WHERE backend_xid IS NOT NULL AND datname IS DISTINCT FROM current_database()
+    )
+    SELECT LEAST(
+        (SELECT min(x::text::bigint) FROM snap, pg_snapshot_xip(snap.s) AS x
+         WHERE x::text::bigint % 4294967296 NOT IN (SELECT xid FROM elsewhere)),
+        (SELECT pg_snapshot_xmax(s)::text::bigint FROM snap)
+    )
+    """
+)
 _WATERMARK = select(func.coalesce(func.max(_S.horizon), 0))
 
 
@@ -101,7 +121,7 @@ async def _final_entries_pg(db: AsyncSession, limit: int) -> tuple[Sequence[Any]
     locked = await conn.scalar(select(func.pg_try_advisory_xact_lock(SEALER_LOCK_ID)))
     if not locked:
         return None  # another sealer is at work
-    horizon = int(await conn.scalar(_XMIN) or 0)
+    horizon = int(await conn.scalar(_HORIZON) or 0)
     watermark = int(await conn.scalar(_WATERMARK) or 0)
     if horizon <= watermark:
         return [], watermark

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from src.app.core import audit
 from src.app.core.clock import utc_now
 from src.app.core.errors import ApiError
 from src.app.core.metrics import DEFECTS_OVERDUE, DEFECTS_OVERDUE_MARKED
@@ -131,6 +132,23 @@ async def raise_defect(
     db.add(defect)
     await db.flush()
     _record(db, defect, from_status=None, to_status=DefectStatus.open, actor_id=actor_id, now=now)
+    await audit.record(
+        db,
+        organisation_id=organisation_id,
+        actor=audit.Actor.user(actor_id) if actor_id else audit.SYSTEM,
+        action="defect.raised",
+        subject_type="defect",
+        subject_id=defect.id,
+        payload={
+            "severity": defect.severity,
+            "building_id": building_id,
+            "asset_id": defect.asset_id,
+            "session_id": defect.session_id,
+            "source": source,
+            "remark": remark,
+        },
+        now=now,
+    )
     emit(
         db,
         organisation_id=organisation_id,
@@ -244,6 +262,10 @@ async def change_defect(
         defect.response_due_at = response_due_at(
             defect.created_at, response_hours(overrides, Severity(defect.severity))
         )
+    if edits and not moving:
+        await audit.record_by(
+            db, principal, "defect.updated", "defect", defect.id, {"edits": edits}, now=now
+        )
     if edits:
         defect.updated_at = now
         _record(
@@ -271,6 +293,15 @@ async def change_defect(
             to_status=target,
             actor_id=principal.user_id,
             note=note or "",
+            now=now,
+        )
+        await audit.record_by(
+            db,
+            principal,
+            "defect.status_changed",
+            "defect",
+            defect.id,
+            {"from": current.value, "to": target.value, "note": note or "", "edits": edits},
             now=now,
         )
         emit(

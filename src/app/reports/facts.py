@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 ServiceStatus = Literal["on_time", "late", "out_of_tolerance", "missed", "open"]
 DefectClass = Literal["critical", "non_critical", "non_conformance"]
-OPEN_DEFECT_STATES = frozenset({"open", "quoted", "repair_scheduled", "repaired"})
-"""Defect states that still need work (``verified`` and ``closed`` do not)."""
+OPEN_DEFECT_STATES = frozenset({"open", "acknowledged", "quoted", "repair_scheduled", "repaired"})
+"""Defect states that still need work (``verified``, ``closed`` and ``cancelled`` do not)."""
 
 
 @dataclass(frozen=True, slots=True)

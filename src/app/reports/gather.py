@@ -2,26 +2,39 @@
 
 Each kind of fact has its own function, so that its source can change without touching
 the layout: routine occurrences come from the building's test sessions until the
-schedule domain provides per-asset routines; defects come from the defects domain once
-it exists (none until then).
+schedule domain provides per-asset routines; defects come from the defects domain.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
+from typing import cast
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from src.app.buildings.models import Asset, Building
 from src.app.core.audit_model import AuditEntry
+from src.app.defects.models import Defect as DefectRow
+from src.app.defects.models import DefectEvent as DefectHistory
 from src.app.identity.models import Organisation
-from src.app.reports.facts import Defect, Occurrence, ReportFacts, System
+from src.app.reports.facts import (
+    OPEN_DEFECT_STATES,
+    Defect,
+    DefectClass,
+    DefectEvent,
+    Occurrence,
+    ReportFacts,
+    System,
+)
 from src.app.reports.layout import classify
 from src.app.reports.windows import tolerance_window
 from src.app.rules.frequency import Frequency
 from src.app.sessions.models import SessionStatus, TestSession
+
+REPORTED_CLASSES = ("critical", "non_critical", "non_conformance")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +139,60 @@ async def gather_occurrences(
 async def gather_defects(
     db: AsyncSession, building: Building, period: Period
 ) -> tuple[Defect, ...]:
-    """The building's defects (every critical one; the rest filtered by the layout)."""
-    return ()
+    """The building's defects of the three AS 1851 classes raised by the end of the
+    period, either in the period or still open: with their current status and their
+    history (the layout picks what the report lists)."""
+    raised_by_end = DefectRow.created_at < _midnight(period.end + timedelta(days=1))
+    rows = (
+        await db.execute(
+            select(DefectRow, Asset.asset_type, Asset.barcode, Asset.location)
+            .outerjoin(Asset, Asset.id == DefectRow.asset_id)
+            .where(
+                DefectRow.organisation_id == building.organisation_id,
+                DefectRow.building_id == building.id,
+                DefectRow.severity.in_(REPORTED_CLASSES),
+                raised_by_end,
+                or_(
+                    DefectRow.created_at >= _midnight(period.start),
+                    DefectRow.status.in_(OPEN_DEFECT_STATES),
+                ),
+            )
+            .order_by(DefectRow.created_at, DefectRow.id)
+        )
+    ).all()
+    ids = [row[0].id for row in rows]
+    history: dict[uuid.UUID, list[DefectEvent]] = {}
+    if ids:
+        events = await db.execute(
+            select(
+                DefectHistory.defect_id,
+                DefectHistory.to_status,
+                DefectHistory.from_status,
+                DefectHistory.created_at,
+            )
+            .where(DefectHistory.defect_id.in_(ids))
+            .order_by(DefectHistory.created_at, DefectHistory.id)
+        )
+        for defect_id, to_status, from_status, created_at in events:
+            if from_status != to_status:  # edits are not state changes
+                history.setdefault(defect_id, []).append(DefectEvent(created_at.date(), to_status))
+    return tuple(
+        Defect(
+            id=str(row.id),
+            system=asset_type or "building",
+            asset=barcode or location or "-",
+            defect_class=cast(DefectClass, row.severity),
+            status=row.status,
+            description=row.remark,
+            raised_on=row.created_at.date(),
+            events=tuple(history.get(row.id, ())),
+        )
+        for row, asset_type, barcode, location in rows
+    )
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)
 
 
 async def gather_facts(db: AsyncSession, building: Building, period: Period) -> ReportFacts:

@@ -60,7 +60,10 @@ SYSTEM_LABELS = {
     "smoke_door": "Smoke doors",
     "smoke_control": "Smoke control systems",
     "water_storage": "Water storage tanks",
+    "smoke_damper": "Smoke dampers",
+    "fire_damper": "Fire dampers",
     "other": "Other equipment",
+    "building": "Building (no particular asset)",
 }
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from src.app.buildings.models import AssetType
+from src.app.core import audit
 from src.app.core.database import get_db
 from src.app.core.errors import ApiError, FieldError, error_responses
 from src.app.core.idempotency import (
@@ -159,6 +160,14 @@ async def _publish(
             "The rule changed concurrently (another admin published meanwhile); retry",
             retryable=True,
         ) from exc
+    await audit.record_by(
+        db,
+        principal,
+        "rule.version_published",
+        "rule",
+        rule.id,
+        {"code": rule.code, "version": version.version, "title": version.title},
+    )
     return json_response(
         RuleVersionOut.of(rule, version),
         status_code=201,

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from src.app.core import audit
 from src.app.core.clock import utc_now
 from src.app.core.database import get_db
 from src.app.core.errors import ApiError, error_responses
@@ -69,6 +70,18 @@ async def create_subscription(
         )
         db.add(subscription)
         await db.flush()
+        await audit.record_by(
+            db,
+            principal,
+            "webhook_subscription.created",
+            "webhook_subscription",
+            subscription.id,
+            {
+                "url": subscription.url,
+                "event_types": subscription.event_types,
+                "description": subscription.description,
+            },
+        )
         created = SubscriptionCreated(
             **SubscriptionOut.of(subscription).model_dump(), secret=subscription.secret
         )
@@ -134,10 +147,22 @@ async def update_subscription(
     changes = body.model_dump(exclude_unset=True)
     if "url" in changes:
         changes["url"] = str(body.url)
+    changed: dict[str, object] = {}
     for name, value in changes.items():
         if value is None:
             raise ApiError(422, f"{name} may not be null")
+        if getattr(subscription, name) != value:
+            changed[name] = value
         setattr(subscription, name, value)
+    if changed:
+        await audit.record_by(
+            db,
+            principal,
+            "webhook_subscription.updated",
+            "webhook_subscription",
+            subscription.id,
+            {"changes": changed},
+        )
     await db.commit()
     return SubscriptionOut.of(subscription)
 
@@ -157,6 +182,14 @@ async def delete_subscription(
         db, WebhookSubscription, subscription_id, principal, what=WHAT, for_update=True
     )
     await db.delete(subscription)
+    await audit.record_by(
+        db,
+        principal,
+        "webhook_subscription.deleted",
+        "webhook_subscription",
+        subscription.id,
+        {"url": subscription.url},
+    )
     await db.commit()
     return Response(status_code=204)
 
