@@ -3,6 +3,7 @@
 from src.app.buildings.models import Asset, Building
 from src.app.core.database import Base
 from src.app.core.idempotency_model import IdempotencyRecord
+from src.app.evidence.models import Evidence, EvidenceFlag
 from src.app.identity.models import LoginFailure, Organisation, RefreshToken, RevokedToken, User
 from src.app.results.models import ResultOp
 from src.app.sessions.models import TestSession
@@ -11,6 +12,8 @@ __all__ = [
     "Asset",
     "Base",
     "Building",
+    "Evidence",
+    "EvidenceFlag",
     "IdempotencyRecord",
     "LoginFailure",
     "Organisation",

@@ -5,6 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from src.app.buildings.router import router as buildings_router
+from src.app.evidence.router import UPLOAD_PATH
+from src.app.evidence.router import router as evidence_router
 from src.app.identity.router import auth_router, users_router
 from src.app.operations.router import router as operations_router
 from src.app.results.router import router as results_router
@@ -12,10 +14,16 @@ from src.app.sessions.router import router as sessions_router
 
 OPERATIONS_ROUTERS: list[APIRouter] = [operations_router]
 # Results before sessions: "/{id}/results" must not be shadowed by a sessions route.
+# Evidence before buildings and sessions, for the same reason: it serves
+# "/tests/sessions/{id}/evidence" and "/assets/{id}/evidence".
 API_ROUTERS: list[APIRouter] = [
     auth_router,
     users_router,
+    evidence_router,
     buildings_router,
     results_router,
     sessions_router,
 ]
+
+# Routes that stream their own request body (not JSON; their own size limit).
+STREAMED_BODY_PATHS: frozenset[str] = frozenset({UPLOAD_PATH})
