@@ -18,6 +18,7 @@ from src.app.evidence.models import Evidence
 from tests.buildings.helpers import new_asset, new_building, new_session
 from tests.conftest import Tenant, TestUser
 from tests.evidence import files
+from tests.evidence.s3 import moto_server
 
 
 @dataclass
@@ -105,3 +106,10 @@ async def site(client: httpx.AsyncClient, make_tenant: Any) -> AsyncIterator[Sit
     session = await new_session(client, tenant.technician, building["id"])
     asset = await new_asset(client, tenant.admin, building["id"])
     yield Site(tenant, building["id"], session["id"], asset["id"])
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real S3-compatible server (moto) for the whole run."""
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url:
+        yield url

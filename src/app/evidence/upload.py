@@ -89,7 +89,8 @@ class _Receiver:
 
     def on_header_end(self) -> None:
         name = self._header_name.decode("latin-1").strip().lower()
-        self._headers[name] = self._header_value.decode("utf-8", "replace")
+        # latin-1 round-trips the raw bytes; names are decoded as UTF-8 where used.
+        self._headers[name] = self._header_value.decode("latin-1")
         self._header_name = b""
         self._header_value = b""
 
