@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 logger = logging.getLogger("firemode.settings")
@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     host: str = "127.0.0.1"
     port: int = 8080
+
+    @field_validator("evidence_s3_lock_mode", mode="before")
+    @classmethod
+    def _no_lock(cls, value: object) -> object:
+        return None if value in ("", "none", "NONE") else value
 
     @model_validator(mode="after")
     def _production_guards(self) -> Settings:

@@ -130,7 +130,11 @@ async def upload_evidence(
                 embedded=embedded,
                 fingerprint=fingerprint,
             )
-            flags = (await service.flags_of(db=db, evidence_ids=[evidence.id]))[evidence.id]
+            flags = (
+                (await service.flags_of(db=db, evidence_ids=[evidence.id]))[evidence.id]
+                if not created
+                else []
+            )
             return json_response(
                 EvidenceOut.of(evidence, flags),
                 status_code=201 if created else 200,
