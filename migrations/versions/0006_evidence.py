@@ -4,7 +4,7 @@ Generated with ``alembic revision --autogenerate`` and reviewed by hand: plain a
 b-tree indexes only. ``defect_id`` is a plain UUID column (no foreign key yet).
 
 Revision ID: 0006_evidence
-Revises: 0002
+Revises: 0005_rules_defects
 Create Date: 2026-12-02 17:46:13.426319
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 import src.app.core.database
 
 revision: str = "0006_evidence"
-down_revision: str | None = "0002"
+down_revision: str | None = "0005_rules_defects"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -5,12 +5,17 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from src.app.buildings.router import router as buildings_router
+from src.app.defects.router import router as defects_router
+from src.app.defects.service import raise_session_defects
 from src.app.evidence.router import UPLOAD_PATH
 from src.app.evidence.router import router as evidence_router
 from src.app.identity.router import auth_router, users_router
 from src.app.operations.router import router as operations_router
 from src.app.results.router import router as results_router
+from src.app.rules.router import router as rules_router
+from src.app.sessions.hooks import on_session_completed
 from src.app.sessions.router import router as sessions_router
+from src.app.webhooks.router import router as webhooks_router
 
 OPERATIONS_ROUTERS: list[APIRouter] = [operations_router]
 # Results before sessions: "/{id}/results" must not be shadowed by a sessions route.
@@ -21,9 +26,16 @@ API_ROUTERS: list[APIRouter] = [
     users_router,
     evidence_router,
     buildings_router,
+    rules_router,
     results_router,
     sessions_router,
+    defects_router,
+    webhooks_router,
 ]
+
+# Completing a session raises the defects its evaluation implies (sessions sit below
+# defects, so they call back through this hook rather than importing defects).
+on_session_completed(raise_session_defects)
 
 # Routes that stream their own request body (not JSON; their own size limit).
 STREAMED_BODY_PATHS: frozenset[str] = frozenset({UPLOAD_PATH})

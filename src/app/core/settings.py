@@ -79,6 +79,18 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)
     db_pool_max_overflow: int = Field(default=10, ge=0)
     db_statement_timeout_ms: int = Field(default=15_000, ge=0)
+    # Webhook deliveries (``firemode worker``): attempts before a delivery is dead-lettered,
+    # exponential backoff with jitter between attempts, the receiver's time to answer, and
+    # how long a worker holds a delivery it is sending (longer than the timeout).
+    webhook_max_attempts: int = Field(default=8, ge=1, le=50)
+    webhook_backoff_base_seconds: float = Field(default=10.0, gt=0)
+    webhook_backoff_max_seconds: float = Field(default=3600.0, gt=0)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    webhook_lease_seconds: float = Field(default=60.0, gt=0)
+    worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    worker_batch_size: int = Field(default=50, ge=1, le=1000)
+    # The worker serves its Prometheus metrics on this port when set.
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     log_level: str = "INFO"
     host: str = "127.0.0.1"
     port: int = 8080
@@ -107,6 +119,14 @@ class Settings(BaseSettings):
             raise SettingsError(
                 f"FIREMODE_ENV=production needs FIREMODE_JWT_SECRET of at least "
                 f"{MIN_SECRET_BYTES} bytes"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _webhook_lease_outlives_a_request(self) -> Settings:
+        if self.webhook_lease_seconds <= self.webhook_timeout_seconds:
+            raise SettingsError(
+                "FIREMODE_WEBHOOK_LEASE_SECONDS must exceed FIREMODE_WEBHOOK_TIMEOUT_SECONDS"
             )
         return self
 

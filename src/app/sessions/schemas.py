@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 
-from src.app.core.schemas import RequestModel, ResourceModel
+from src.app.core.schemas import RequestModel, ResourceModel, UTCTimestamp
 from src.app.rules.frequency import Frequency
 from src.app.sessions.models import SessionStatus, TestSession
 
@@ -76,6 +76,14 @@ class SessionOut(ResourceModel):
     scheduled_for: date | None = Field(description=SCHEDULED_FOR_DESCRIPTION)
     status: SessionStatus
     created_by: uuid.UUID | None = Field(description="The user who created the session.")
+    started_at: UTCTimestamp | None = Field(
+        default=None,
+        description="When it moved to `in_progress`; the rule versions published by then "
+        "are the ones its results are evaluated against.",
+    )
+    completed_at: UTCTimestamp | None = Field(
+        default=None, description="When it moved to `completed`."
+    )
 
     @classmethod
     def of(cls, test_session: TestSession) -> SessionOut:
