@@ -117,7 +117,8 @@ def worker() -> None:
 
 @maintenance_cli.command("purge")
 def maintenance_purge() -> None:
-    """Delete expired revocations, refresh tokens, throttle state and idempotency records."""
+    """Delete expired revocations, refresh tokens, throttle state, idempotency records,
+    evidence past its retention, and unreferenced evidence files."""
     from src.app.maintenance import purge_expired
 
     settings = get_settings()

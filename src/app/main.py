@@ -26,7 +26,7 @@ from src.app.core.logging import configure_logging
 from src.app.core.middleware import RequestContextMiddleware
 from src.app.core.settings import Settings, get_settings
 from src.app.identity.revocation import build_revocation_checker
-from src.app.routers import API_ROUTERS, OPERATIONS_ROUTERS
+from src.app.routers import API_ROUTERS, OPERATIONS_ROUTERS, STREAMED_BODY_PATHS
 
 logger = logging.getLogger("firemode")
 
@@ -156,6 +156,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         RequestContextMiddleware,
         max_body_bytes=settings.max_body_bytes,
+        streamed_body_paths=STREAMED_BODY_PATHS,
     )
 
     def openapi() -> dict[str, Any]:

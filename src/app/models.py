@@ -7,6 +7,7 @@ from src.app.core.database import Base
 from src.app.core.idempotency_model import IdempotencyRecord
 from src.app.core.outbox import OutboxEvent
 from src.app.defects.models import Defect, DefectDeadline, DefectEvent
+from src.app.evidence.models import Evidence, EvidenceFlag
 from src.app.identity.models import LoginFailure, Organisation, RefreshToken, RevokedToken, User
 from src.app.reports.models import ConditionReport
 from src.app.results.models import ResultOp
@@ -24,6 +25,8 @@ __all__ = [
     "Defect",
     "DefectDeadline",
     "DefectEvent",
+    "Evidence",
+    "EvidenceFlag",
     "IdempotencyRecord",
     "LoginFailure",
     "Organisation",

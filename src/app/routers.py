@@ -8,6 +8,8 @@ from src.app.audit.router import router as audit_router
 from src.app.buildings.router import router as buildings_router
 from src.app.defects.router import router as defects_router
 from src.app.defects.service import raise_session_defects
+from src.app.evidence.router import UPLOAD_PATH
+from src.app.evidence.router import router as evidence_router
 from src.app.identity.router import auth_router, users_router
 from src.app.operations.router import router as operations_router
 from src.app.reports.router import router as reports_router
@@ -19,9 +21,12 @@ from src.app.webhooks.router import router as webhooks_router
 
 OPERATIONS_ROUTERS: list[APIRouter] = [operations_router]
 # Results before sessions: "/{id}/results" must not be shadowed by a sessions route.
+# Evidence before buildings and sessions, for the same reason: it serves
+# "/tests/sessions/{id}/evidence" and "/assets/{id}/evidence".
 API_ROUTERS: list[APIRouter] = [
     auth_router,
     users_router,
+    evidence_router,
     buildings_router,
     rules_router,
     results_router,
@@ -35,3 +40,6 @@ API_ROUTERS: list[APIRouter] = [
 # Completing a session raises the defects its evaluation implies (sessions sit below
 # defects, so they call back through this hook rather than importing defects).
 on_session_completed(raise_session_defects)
+
+# Routes that stream their own request body (not JSON; their own size limit).
+STREAMED_BODY_PATHS: frozenset[str] = frozenset({UPLOAD_PATH})

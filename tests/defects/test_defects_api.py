@@ -306,9 +306,10 @@ async def test_list_filters_overdue_and_deadlines(
         "informational": None,
     }
     wanted = {**defaults, "critical": 4, "non_critical": 72}
-    assert_error(
-        await client.put("/v1/defects/deadlines", json=wanted, headers=t.technician.headers), 403
-    )
+    for user in (t.technician, t.viewer):
+        assert_error(
+            await client.put("/v1/defects/deadlines", json=wanted, headers=user.headers), 403
+        )
     assert_error(
         await client.put(
             "/v1/defects/deadlines", json={"critical": 0, **{}}, headers=t.admin.headers

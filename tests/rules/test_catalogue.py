@@ -83,6 +83,15 @@ async def test_loading_twice_adds_nothing(app: FastAPI) -> None:
     assert total is not None and total >= len(CATALOGUE)
 
 
+async def test_published_versions_cannot_be_updated(app: FastAPI) -> None:
+    async with app.state.database.sessionmaker() as db:
+        version = (await db.execute(select(RuleVersion).limit(1))).scalar_one()
+        version.title = "Rewritten"
+        with pytest.raises(RuntimeError, match="cannot change"):
+            await db.flush()
+        await db.rollback()
+
+
 def test_frequency_periods_and_ranks() -> None:
     assert Frequency.monthly.period_months == 1
     assert Frequency.six_monthly.period_months == 6

@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 logger = logging.getLogger("firemode.settings")
@@ -60,6 +60,22 @@ class Settings(BaseSettings):
     # About how many bytes of op values one delta page (GET ...?since=) carries.
     max_delta_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    # Evidence (photos, documents): files under this directory unless an S3 bucket is set.
+    evidence_dir: Path = VAR_DIR / "evidence"
+    max_evidence_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    evidence_retention_days: int = Field(default=7 * 365 + 2, ge=1)  # 7 years, leap days
+    # Whole reads of blobs up to this size are hashed before the first byte is sent.
+    evidence_verify_before_send_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
+    # Staged uploads and unreferenced blobs younger than this are never purged.
+    evidence_orphan_grace_seconds: int = Field(default=3600, ge=0)
+    evidence_s3_bucket: str | None = None
+    evidence_s3_prefix: str = ""
+    evidence_s3_endpoint_url: str | None = None
+    evidence_s3_region: str | None = None
+    evidence_s3_access_key_id: str | None = None
+    evidence_s3_secret_access_key: SecretStr | None = None
+    # Object lock on every stored blob; None only for buckets without object lock.
+    evidence_s3_lock_mode: Literal["COMPLIANCE", "GOVERNANCE"] | None = "COMPLIANCE"
     db_pool_size: int = Field(default=10, ge=1)
     db_pool_max_overflow: int = Field(default=10, ge=0)
     db_statement_timeout_ms: int = Field(default=15_000, ge=0)
@@ -81,6 +97,11 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     host: str = "127.0.0.1"
     port: int = 8080
+
+    @field_validator("evidence_s3_lock_mode", mode="before")
+    @classmethod
+    def _no_lock(cls, value: object) -> object:
+        return None if value in ("", "none", "NONE") else value
 
     @model_validator(mode="after")
     def _production_guards(self) -> Settings:

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, event, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from src.app.core.database import Base, IdentifiedMixin, JSONType, UTCDateTime
@@ -52,6 +52,11 @@ class RuleVersion(IdentifiedMixin, Base):
     published_by: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), default=None
     )
+
+
+@event.listens_for(RuleVersion, "before_update")
+def _versions_are_immutable(_mapper: Any, _connection: Any, target: RuleVersion) -> None:
+    raise RuntimeError(f"rule version {target.id} is published and cannot change")
 
 
 # A shipped code is unique among shipped rules; an organisation's code within it. (Codes

@@ -59,6 +59,30 @@ async def rule_versions(db: AsyncSession, rule_id: uuid.UUID) -> Sequence[RuleVe
     return (await db.execute(statement)).scalars().all()
 
 
+def rules_with_versions(
+    organisation_id: uuid.UUID,
+    *,
+    asset_types: Iterable[str] | None = None,
+    frequency: str | None = None,
+    as_of: datetime | None = None,
+) -> Select[Rule, RuleVersion]:
+    """Pure: (rule, version) rows visible to the organisation, for the given asset types
+    (default all) and frequency, published at or before ``as_of`` (default: any time).
+    ``latest_per_rule`` then keeps each rule's latest version."""
+    statement = (
+        select(Rule, RuleVersion)
+        .join(RuleVersion, RuleVersion.rule_id == Rule.id)
+        .where(visible_to(organisation_id))
+    )
+    if asset_types is not None:
+        statement = statement.where(Rule.asset_type.in_(sorted(set(asset_types))))
+    if frequency is not None:
+        statement = statement.where(Rule.frequency == frequency)
+    if as_of is not None:
+        statement = statement.where(RuleVersion.published_at <= as_of)
+    return statement
+
+
 @dataclass(frozen=True, slots=True)
 class ApplicableRule:
     """A rule and the version of it that applies."""
@@ -103,17 +127,9 @@ async def applicable_rules(
     """The rules (each at its latest version published by ``as_of``, default now) that
     apply to the given asset types (default all) and variant, visible to an organisation.
     """
-    statement = (
-        select(Rule, RuleVersion)
-        .join(RuleVersion, RuleVersion.rule_id == Rule.id)
-        .where(visible_to(organisation_id))
+    statement = rules_with_versions(
+        organisation_id, asset_types=asset_types, frequency=frequency, as_of=as_of
     )
-    if asset_types is not None:
-        statement = statement.where(Rule.asset_type.in_(sorted(set(asset_types))))
-    if frequency is not None:
-        statement = statement.where(Rule.frequency == frequency)
-    if as_of is not None:
-        statement = statement.where(RuleVersion.published_at <= as_of)
     rows = [(rule, version) for rule, version in (await db.execute(statement)).all()]
     return [
         applicable
