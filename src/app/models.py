@@ -6,10 +6,17 @@ from src.app.core.idempotency_model import IdempotencyRecord
 from src.app.identity.models import LoginFailure, Organisation, RefreshToken, RevokedToken, User
 from src.app.results.models import ResultOp
 from src.app.rules.models import Rule, RuleVersion
+from src.app.schedule.models import (
+    AssetBaseline,
+    ScheduleOccurrence,
+    ScheduleRoutine,
+    SessionRoutine,
+)
 from src.app.sessions.models import TestSession
 
 __all__ = [
     "Asset",
+    "AssetBaseline",
     "Base",
     "Building",
     "IdempotencyRecord",
@@ -20,6 +27,9 @@ __all__ = [
     "RevokedToken",
     "Rule",
     "RuleVersion",
+    "ScheduleOccurrence",
+    "ScheduleRoutine",
+    "SessionRoutine",
     "TestSession",
     "User",
 ]

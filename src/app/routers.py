@@ -9,6 +9,8 @@ from src.app.identity.router import auth_router, users_router
 from src.app.operations.router import router as operations_router
 from src.app.results.router import router as results_router
 from src.app.rules.router import router as rules_router
+from src.app.schedule import hooks as schedule_hooks
+from src.app.schedule.router import router as schedule_router
 from src.app.sessions.router import router as sessions_router
 
 OPERATIONS_ROUTERS: list[APIRouter] = [operations_router]
@@ -20,4 +22,8 @@ API_ROUTERS: list[APIRouter] = [
     rules_router,
     results_router,
     sessions_router,
+    schedule_router,
 ]
+
+# Higher domains follow lower ones' changes through hooks (no upward imports).
+schedule_hooks.register()

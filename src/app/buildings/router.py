@@ -14,6 +14,7 @@ from sqlalchemy import delete, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from src.app.buildings import hooks
 from src.app.buildings.models import Asset, Building
 from src.app.buildings.queries import (
     ASSETS_ENDPOINT,
@@ -71,6 +72,7 @@ async def create_building(
             address=body.address,
             building_type=body.building_type,
             metadata_=body.metadata,
+            state=body.state.value if body.state else None,
         )
         session.add(building)
         await session.flush()
@@ -144,8 +146,14 @@ async def update_building(
     changes = body.model_dump(exclude_unset=True)
     if "metadata" in changes:
         building.metadata_ = changes.pop("metadata")
+    if "state" in changes:
+        changes["state"] = changes["state"].value if changes["state"] else None
+    state_changed = "state" in changes and changes["state"] != building.state
     for name, value in changes.items():
         setattr(building, name, value)
+    if state_changed:
+        await session.flush()
+        await hooks.run_building_state_hooks(session, building)
     await session.commit()
     return BuildingOut.of(building)
 
@@ -224,9 +232,12 @@ async def _check_barcode_free(
 
 
 async def _save_asset(session: AsyncSession, principal: Principal, asset: Asset) -> None:
-    """Commit; a unique or foreign key violation from a concurrent writer becomes a 4xx."""
+    """Flush, let hooks follow the change, commit; a unique or foreign key violation from a
+    concurrent writer becomes a 4xx."""
     building_id, barcode = asset.building_id, asset.barcode
     try:
+        await session.flush()
+        await hooks.run_asset_saved_hooks(session, asset)
         await session.commit()
     except IntegrityError as exc:
         await session.rollback()
@@ -272,6 +283,7 @@ async def create_asset(
             await session.flush()
         except IntegrityError as exc:  # a concurrent writer won the race (run() rolls back)
             raise _concurrent_change() from exc
+        await hooks.run_asset_saved_hooks(session, asset)
         return json_response(
             AssetOut.of(asset), status_code=201, headers={"Location": f"/v1/assets/{asset.id}"}
         )

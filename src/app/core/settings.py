@@ -63,6 +63,14 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)
     db_pool_max_overflow: int = Field(default=10, ge=0)
     db_statement_timeout_ms: int = Field(default=15_000, ge=0)
+    # The service schedule: "today" for due / overdue is taken in this time zone; occurrences
+    # are materialised from this many days back (windows ending earlier are history) to
+    # this many days ahead (the daily ``firemode schedule sweep`` moves it forward).
+    schedule_timezone: str = "Australia/Sydney"
+    schedule_lookback_days: int = Field(default=366, ge=0, le=3660)
+    schedule_horizon_days: int = Field(default=731, ge=31, le=3660)
+    # The offline bundle's hard cap, compressed; over it the client must ask for a subset.
+    max_bundle_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     log_level: str = "INFO"
     host: str = "127.0.0.1"
     port: int = 8080
