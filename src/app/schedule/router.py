@@ -9,11 +9,12 @@ from __future__ import annotations
 import uuid
 from datetime import date, timedelta
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response, StreamingResponse
 
-from src.app.buildings.models import Asset, Building
+from src.app.buildings.models import Asset, AssetType, Building
 from src.app.core.database import get_db
 from src.app.core.errors import ApiError, FieldError, error_responses
 from src.app.core.pagination import Page, PageParams, page_params, paginate
@@ -21,7 +22,7 @@ from src.app.core.settings import Settings
 from src.app.core.tenancy import Principal, get_owned
 from src.app.core.transactions import begin_write
 from src.app.identity.dependencies import require_admin, require_reader
-from src.app.schedule import service
+from src.app.schedule import bundle, service
 from src.app.schedule.models import AssetBaseline, ScheduleOccurrence, ScheduleRoutine
 from src.app.schedule.queries import (
     BUILDING_SCHEDULE_ENDPOINT,
@@ -261,3 +262,85 @@ async def put_routine_baseline(
     )
     await db.commit()
     return RoutineOut.of(routine)
+
+
+BUNDLE_DESCRIPTION = """
+Everything a technician needs for a building before losing signal: the building, its
+assets, the rules (at the versions that apply) for their types, the routines due within
+31 days and those overdue, open defects, the open sessions with their results documents
+and `results_version` (delta sync of results continues from there), a `server_timestamp`
+and a `bundle_version`.
+
+* The body is JSON, always sent `Content-Encoding: gzip`.
+* `ETag` (weak) and `If-None-Match`: an unchanged bundle answers **304** without being
+  built. The ETag changes at midnight too (due / overdue move with the date).
+* `since=<bundle_version>` of an earlier bundle returns only what changed after it
+  (`asset_ids` still lists every asset, so removed ones can be dropped; sessions completed
+  since are included so the device can close them).
+* Over `FIREMODE_MAX_BUNDLE_BYTES` (50 MB) compressed: **413**, ask for a subset with
+  `floor` (the asset attribute `floor`) or `asset_type`.
+"""
+
+
+@router.get(
+    "/buildings/{building_id}/offline-bundle",
+    summary="A building's offline bundle (gzip JSON, ETag, 304, since=, 413 over the cap)",
+    description=BUNDLE_DESCRIPTION,
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "The bundle, gzip-encoded JSON",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+            "headers": {
+                "ETag": {
+                    "description": "Weak validator of this bundle",
+                    "schema": {"type": "string"},
+                },
+                "Content-Encoding": {"description": "Always gzip", "schema": {"type": "string"}},
+            },
+        },
+        304: {"description": "Not modified since the ETag sent in If-None-Match"},
+        **error_responses(413),
+    },
+)
+async def get_offline_bundle(
+    request: Request,
+    building_id: uuid.UUID,
+    since: int | None = Query(
+        None, ge=0, description="The `bundle_version` of an earlier bundle: only what changed."
+    ),
+    floor: str | None = Query(
+        None,
+        min_length=1,
+        max_length=100,
+        description="Only assets whose attribute `floor` is this.",
+    ),
+    asset_type: AssetType | None = Query(None, description="Only assets of this type."),
+    if_none_match: str | None = Header(
+        None, alias="If-None-Match", description="The ETag of the bundle the device holds."
+    ),
+    principal: Principal = Depends(require_reader),
+    db: AsyncSession = Depends(get_db),
+) -> Response:
+    settings = _settings(request)
+    await get_owned(db, Building, building_id, principal, what="Building")
+    wanted = bundle.BundleRequest(
+        organisation_id=principal.organisation_id,
+        building_id=building_id,
+        today=service.local_today(settings),
+        since=since,
+        floor=floor,
+        asset_type=asset_type.value if asset_type else None,
+    )
+    tag, version = await bundle.etag(db, wanted)
+    headers = {"ETag": tag, "Cache-Control": "private, no-cache"}
+    if if_none_match is not None and (
+        if_none_match.strip() == "*" or tag in {t.strip() for t in if_none_match.split(",")}
+    ):
+        return Response(status_code=304, headers=headers)
+    file, size = await bundle.build(db, wanted, version=version, cap=settings.max_bundle_bytes)
+    return StreamingResponse(
+        bundle.stream(file),
+        media_type="application/json",
+        headers={**headers, "Content-Encoding": "gzip", "Content-Length": str(size)},
+    )
