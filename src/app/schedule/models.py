@@ -13,6 +13,7 @@ from datetime import date, datetime
 from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from src.app.buildings.models import Asset
 from src.app.core.database import Base, IdentifiedMixin, UTCDateTime
 
 
@@ -131,3 +132,11 @@ Index(
     ScheduleRoutine.materialised_until,
 )
 Index("ix_session_routines_asset_id", SessionRoutine.asset_id)
+# The offline bundle's ETag: a building's high-water marks by backward index look-ups
+# (and the asset count by an index-only scan), without reading the rows.
+Index(
+    "ix_schedule_occurrences_building_id_updated_at",
+    ScheduleOccurrence.building_id,
+    ScheduleOccurrence.updated_at,
+)
+Index("ix_assets_building_id_updated_at", Asset.building_id, Asset.updated_at)
