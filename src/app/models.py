@@ -3,6 +3,8 @@
 from src.app.buildings.models import Asset, Building
 from src.app.core.database import Base
 from src.app.core.idempotency_model import IdempotencyRecord
+from src.app.core.outbox import OutboxEvent
+from src.app.defects.models import Defect, DefectDeadline, DefectEvent
 from src.app.identity.models import LoginFailure, Organisation, RefreshToken, RevokedToken, User
 from src.app.results.models import ResultOp
 from src.app.rules.models import Rule, RuleVersion
@@ -13,15 +15,20 @@ from src.app.schedule.models import (
     SessionRoutine,
 )
 from src.app.sessions.models import TestSession
+from src.app.webhooks.models import WebhookDelivery, WebhookSubscription
 
 __all__ = [
     "Asset",
     "AssetBaseline",
     "Base",
     "Building",
+    "Defect",
+    "DefectDeadline",
+    "DefectEvent",
     "IdempotencyRecord",
     "LoginFailure",
     "Organisation",
+    "OutboxEvent",
     "RefreshToken",
     "ResultOp",
     "RevokedToken",
@@ -32,4 +39,6 @@ __all__ = [
     "SessionRoutine",
     "TestSession",
     "User",
+    "WebhookDelivery",
+    "WebhookSubscription",
 ]

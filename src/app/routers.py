@@ -5,12 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from src.app.buildings.router import router as buildings_router
+from src.app.defects.router import router as defects_router
+from src.app.defects.service import raise_session_defects
 from src.app.identity.router import auth_router, users_router
 from src.app.operations.router import router as operations_router
 from src.app.results.router import router as results_router
 from src.app.rules.router import router as rules_router
 from src.app.schedule import hooks as schedule_hooks
 from src.app.schedule.router import router as schedule_router
+from src.app.sessions.hooks import on_session_completed
 from src.app.sessions.router import router as sessions_router
 
 OPERATIONS_ROUTERS: list[APIRouter] = [operations_router]
@@ -22,8 +25,12 @@ API_ROUTERS: list[APIRouter] = [
     rules_router,
     results_router,
     sessions_router,
+    defects_router,
     schedule_router,
 ]
 
-# Higher domains follow lower ones' changes through hooks (no upward imports).
+# Completing a session raises the defects its evaluation implies (sessions sit below
+# defects, so they call back through this hook rather than importing defects).
+on_session_completed(raise_session_defects)
+# The schedule follows assets, building states and sessions through their hooks.
 schedule_hooks.register()

@@ -114,7 +114,7 @@ async def applicable_rules(
         statement = statement.where(Rule.frequency == frequency)
     if as_of is not None:
         statement = statement.where(RuleVersion.published_at <= as_of)
-    rows = (await db.execute(statement)).tuples().all()
+    rows = [(rule, version) for rule, version in (await db.execute(statement)).all()]
     return [
         applicable
         for applicable in latest_per_rule(rows, as_of=as_of)

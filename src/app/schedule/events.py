@@ -7,6 +7,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from src.app.core import outbox
+
 OUT_OF_TOLERANCE = "schedule.out_of_tolerance"
 
 
@@ -28,6 +30,11 @@ def payload(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def out_of_tolerance(db: AsyncSession, *, row: dict[str, Any], at: datetime) -> None:
-    """Records that an occurrence went out of tolerance, in the caller's transaction."""
-    pending: list[dict[str, Any]] = db.info.setdefault(OUT_OF_TOLERANCE, [])
-    pending.append({"at": at, "payload": payload(row)})
+    """Writes the event to the outbox, in the caller's transaction."""
+    outbox.emit(
+        db,
+        organisation_id=row["organisation_id"],
+        event_type=OUT_OF_TOLERANCE,
+        payload=payload(row),
+        at=at,
+    )

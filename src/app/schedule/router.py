@@ -121,7 +121,7 @@ async def get_due(
     today, until = _range(date_from, date_to, settings)
     if building_id is not None:
         await get_owned(db, Building, building_id, principal, what="Building")
-    filters = OccurrenceFilters(date_from, date_to, building_id, status)
+    filters = OccurrenceFilters(date_from, until, building_id, status)
     return await _page(
         db, principal, settings, params, filters, today=today, until=until, endpoint=DUE_ENDPOINT
     )
@@ -147,7 +147,7 @@ async def get_building_schedule(
     settings = _settings(request)
     today, until = _range(date_from, date_to, settings)
     await get_owned(db, Building, building_id, principal, what="Building")
-    filters = OccurrenceFilters(date_from, date_to, building_id, status)
+    filters = OccurrenceFilters(date_from, until, building_id, status)
     return await _page(
         db,
         principal,

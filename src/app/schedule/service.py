@@ -17,7 +17,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from src.app.buildings.models import Asset, AustralianState, Building
@@ -166,8 +166,8 @@ async def _services(
 
 
 def _completed_at_column() -> Any:
-    # A completed session is locked, so its last update is its completion.
-    return TestSession.updated_at
+    # Sessions completed before completed_at existed: locked since, so their last update.
+    return func.coalesce(TestSession.completed_at, TestSession.updated_at)
 
 
 async def refresh_assets(

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
 from src.app.buildings.models import Building
+from src.app.core.clock import utc_now
 from src.app.core.database import get_db
 from src.app.core.errors import ApiError, FieldError, error_responses
 from src.app.core.idempotency import (
@@ -28,6 +29,7 @@ from src.app.core.responses import json_response
 from src.app.core.tenancy import Principal, get_owned
 from src.app.core.transactions import begin_write
 from src.app.identity.dependencies import require_reader, require_writer
+from src.app.sessions.hooks import run_completion_hooks, run_creation_hooks
 from src.app.sessions.models import SessionStatus, TestSession
 from src.app.sessions.queries import SESSIONS_ENDPOINT, SessionFilters, list_sessions
 from src.app.sessions.schemas import SessionCreate, SessionOut, SessionUpdate
@@ -60,7 +62,9 @@ Changes the name, schedule, frequency or building, and moves the status one step
 `draft → scheduled → in_progress → completed`. Sending the current status is a no-op.
 An illegal transition is 409, and the message names the allowed next status. A session
 leaves `draft` only once it has a building. A completed session is locked: every PATCH
-(and every results submission) is 409.
+(and every results submission) is 409. Moving to `in_progress` records `started_at` (the
+rule versions published by then apply to its evaluation); moving to `completed` records
+`completed_at` and, in the same transaction, raises the defects its evaluation implies.
 """
 
 
@@ -98,6 +102,7 @@ async def _create(
         )
         session.add(created)
         await session.flush()
+        await run_creation_hooks(session, created, body.routine_pairs())
         return created, 201
     if existing.organisation_id != principal.organisation_id:
         raise ApiError(409, f"The test session id {session_id} is not available; choose another")
@@ -110,6 +115,7 @@ async def _create(
         if existing.created_by is None:
             existing.created_by = principal.user_id
         await session.flush()
+        await run_creation_hooks(session, existing, body.routine_pairs())
         return existing, 201
     if body.same_as(existing):
         return existing, 200
@@ -246,8 +252,18 @@ async def update_session(
         changes["status"] = target.value
     if changes.get("frequency") is not None:
         changes["frequency"] = changes["frequency"].value
+    completing = changes.get("status") == SessionStatus.completed.value
+    if changes.get("status") == SessionStatus.in_progress.value and current is not (
+        SessionStatus.in_progress
+    ):
+        changes["started_at"] = utc_now()
+    elif completing:
+        changes["completed_at"] = utc_now()
     for name, value in changes.items():
         setattr(test_session, name, value)
+    if completing:
+        await session.flush()
+        await run_completion_hooks(session, test_session, principal)
     try:
         await session.commit()
     except IntegrityError as exc:  # the new building was deleted meanwhile
