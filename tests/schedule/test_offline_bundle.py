@@ -56,6 +56,23 @@ async def test_the_bundle_carries_what_a_technician_needs(
     door = await new_asset(
         client, tenant.technician, building["id"], asset_type="fire_door", attributes={"floor": "2"}
     )
+    defect = await client.post(
+        "/v1/defects",
+        json={"asset_id": door["id"], "severity": "critical", "remark": "Door closer broken"},
+        headers=tenant.technician.headers,
+    )
+    assert defect.status_code == 201, defect.text
+    cancelled = await client.post(
+        "/v1/defects",
+        json={"asset_id": door["id"], "severity": "non_critical", "remark": "Sign missing"},
+        headers=tenant.technician.headers,
+    )
+    response = await client.patch(
+        f"/v1/defects/{cancelled.json()['id']}",
+        json={"status": "cancelled", "note": "Raised by mistake"},
+        headers=tenant.admin.headers,
+    )
+    assert response.status_code == 200, response.text
     open_session = await new_session(client, tenant.technician, building["id"])
     await _post_results(client, tenant.technician, open_session["id"], 1200)
     done = await new_session(client, tenant.technician, building["id"])
@@ -83,6 +100,8 @@ async def test_the_bundle_carries_what_a_technician_needs(
     due = [(r["asset_id"], r["rule_code"]) for r in body["routines_due"]]
     assert (extinguisher["id"], "AS1851-EXT-6M") in due
     assert all(r["status"] in ("due", "overdue") for r in body["routines_due"])
+    # Open defects only.
+    assert [d["id"] for d in body["defects"]] == [defect.json()["id"]]
     # Open sessions only, each with its results document and version.
     assert [s["session"]["id"] for s in body["sessions"]] == [open_session["id"]]
     assert body["sessions"][0]["results_version"] == 1

@@ -28,6 +28,9 @@ from src.app.buildings.models import Asset, Building
 from src.app.buildings.schemas import AssetOut, BuildingOut
 from src.app.core.clock import to_rfc3339, utc_now
 from src.app.core.errors import ApiError
+from src.app.defects.lifecycle import DefectStatus
+from src.app.defects.models import Defect
+from src.app.defects.schemas import DefectOut
 from src.app.results.documents import current_document
 from src.app.rules.models import Rule, RuleVersion
 from src.app.rules.schemas import RuleVersionOut
@@ -44,6 +47,7 @@ LOOKAHEAD_DAYS = 31
 BATCH = 500
 SPOOL_IN_MEMORY_BYTES = 1024 * 1024
 _OPEN_SESSION = TestSession.status != SessionStatus.completed.value
+_OPEN_DEFECT = Defect.status.not_in([DefectStatus.closed.value, DefectStatus.cancelled.value])
 _O = ScheduleOccurrence
 
 
@@ -113,6 +117,23 @@ def _occurrences(request: BundleRequest) -> Select[Any]:
     return statement.order_by(_O.due_on, _O.id)
 
 
+def _defects(request: BundleRequest) -> Select[Any]:
+    statement = select(Defect).where(
+        Defect.organisation_id == request.organisation_id,
+        Defect.building_id == request.building_id,
+    )
+    subset = _subset(request, Defect.asset_id)
+    if subset is not None:
+        statement = statement.where(subset)
+    since_at = request.since_at
+    if since_at is None:
+        statement = statement.where(_OPEN_DEFECT)
+    else:
+        # A delta also carries defects closed since, so the device can drop them.
+        statement = statement.where(Defect.updated_at > since_at)
+    return statement.order_by(Defect.created_at, Defect.id)
+
+
 def _sessions(request: BundleRequest) -> Select[Any]:
     statement = select(TestSession.id).where(
         TestSession.organisation_id == request.organisation_id,
@@ -142,8 +163,15 @@ async def etag(db: AsyncSession, request: BundleRequest) -> tuple[str, int]:
         )
     )
     marks.append(building)
-    assets = _assets(request).subquery()
-    marks.extend((await db.execute(select(func.count(), func.max(assets.c.updated_at)))).one())
+    if request.floor is None and request.asset_type is None:
+        # (building_id, updated_at) answers this by an index-only scan.
+        asset_marks = select(func.count(), func.max(Asset.updated_at)).where(
+            Asset.building_id == request.building_id
+        )
+    else:
+        subset = _assets(request).subquery()
+        asset_marks = select(func.count(), func.max(subset.c.updated_at))
+    marks.extend((await db.execute(asset_marks)).one())
     # The building is the caller's (checked by the route): no organisation condition, so
     # the (building_id, updated_at) index answers alone.
     occurrence_mark = select(func.max(_O.updated_at)).where(_O.building_id == request.building_id)
@@ -159,6 +187,17 @@ async def etag(db: AsyncSession, request: BundleRequest) -> tuple[str, int]:
                     TestSession.organisation_id == request.organisation_id,
                     TestSession.building_id == request.building_id,
                     _OPEN_SESSION,
+                )
+            )
+        ).one()
+    )
+    marks.extend(
+        (
+            await db.execute(
+                select(func.count(), func.max(Defect.updated_at)).where(
+                    Defect.organisation_id == request.organisation_id,
+                    Defect.building_id == request.building_id,
+                    _OPEN_DEFECT,
                 )
             )
         ).one()
@@ -291,6 +330,16 @@ async def _write(db: AsyncSession, request: BundleRequest, spool: _GzipSpool, ve
         _occurrences(request).execution_options(yield_per=BATCH)
     ):
         spool.write(("" if first else ",") + OccurrenceOut.of(row, request.today).model_dump_json())
+        first = False
+    spool.write("]")
+
+    spool.write(',"defects":[')
+    first = True
+    now = utc_now()
+    async for defect in await db.stream_scalars(
+        _defects(request).execution_options(yield_per=BATCH)
+    ):
+        spool.write(("" if first else ",") + DefectOut.of(defect, now).model_dump_json())
         first = False
     spool.write("]")
 
