@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
 
-import holidays
+from holidays import HolidayBase
+from holidays.countries.australia import Australia
 
 from src.app.buildings.models import AustralianState
 from src.app.rules.frequency import Frequency
@@ -78,11 +79,12 @@ def scheduled_date(baseline: date, frequency: Frequency, n: int) -> date:
 
 
 @lru_cache(maxsize=16)
-def _public_holidays(state: AustralianState | None) -> holidays.HolidayBase | None:
+def _public_holidays(state: AustralianState | None) -> HolidayBase | None:
     if state is None:
         return None
     # Expands to any year on look-up; cached so the expansion happens once per state.
-    return holidays.country_holidays("AU", subdiv=state.value)
+    # (Imported at module level: the package's first import costs about a second.)
+    return Australia(subdiv=state.value)  # type: ignore[no-untyped-call]
 
 
 class WorkingDays:

@@ -12,12 +12,12 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from src.app.buildings.models import Asset, AustralianState, Building
@@ -230,8 +230,18 @@ async def _refresh_batch(
     }
     await _sync_routines(db, organisation_id, facts)
     services = await _services(db, organisation_id, facts, settings)
+    existing: dict[uuid.UUID, dict[uuid.UUID, dict[int, Any]]] = defaultdict(
+        lambda: defaultdict(dict)
+    )
+    rows = await db.execute(select(_O.__table__).where(_O.asset_id.in_(ids)))
+    for row in rows.mappings():
+        existing[row["asset_id"]][row["routine_id"]][row["seq"]] = row
+    writes = _Writes()
     for fact in facts.values():
-        await _sync_asset(db, fact, services.get(fact.asset.id, []), horizon)
+        _plan_writes(
+            db, fact, services.get(fact.asset.id, []), horizon, existing[fact.asset.id], writes
+        )
+    await writes.apply(db)
 
 
 async def _sync_routines(
@@ -277,9 +287,61 @@ def _baseline(fact: _AssetFacts, routine: ScheduleRoutine) -> tuple[date | None,
     return None, None
 
 
-async def _sync_asset(
-    db: AsyncSession, fact: _AssetFacts, services: list[Service], horizon: Horizon
+@dataclass
+class _Writes:
+    """What a batch of assets' refresh writes, gathered so each kind is one statement."""
+
+    inserts: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    deleted_ids: list[uuid.UUID] = field(default_factory=list)
+    reset_routines: list[uuid.UUID] = field(default_factory=list)
+
+    async def apply(self, db: AsyncSession) -> None:
+        if self.reset_routines:
+            await db.execute(delete(_O).where(_O.routine_id.in_(self.reset_routines)))
+        if self.deleted_ids:
+            await db.execute(delete(_O).where(_O.id.in_(self.deleted_ids)))
+        if self.updates:
+            # Core (not ORM) executemany: one prepared statement for every changed row.
+            table = cast(Table, _O.__table__)
+            await db.execute(
+                update(table)
+                .where(table.c.id == bindparam("row_id"))
+                .values({name: bindparam(f"v_{name}") for name in _UPDATED}),
+                [
+                    {"row_id": u["row_id"], **{f"v_{n}": u[n] for n in _UPDATED}}
+                    for u in self.updates
+                ],
+            )
+        if self.inserts:
+            await db.execute(insert(_O), self.inserts)
+        await db.flush()
+
+
+_VALUES = (
+    "building_id",
+    "asset_id",
+    "rule_code",
+    "frequency",
+    "due_on",
+    "window_start",
+    "window_end",
+    "done_on",
+    "done_session_id",
+    "outcome",
+)
+_UPDATED = (*_VALUES, "out_of_tolerance_noted_at", "updated_at")
+
+
+def _plan_writes(
+    db: AsyncSession,
+    fact: _AssetFacts,
+    services: list[Service],
+    horizon: Horizon,
+    existing: dict[uuid.UUID, dict[int, Any]],
+    writes: _Writes,
 ) -> None:
+    """Compares the asset's plan with its rows; queues the differences (and events)."""
     routine_rows = list(fact.routines.values())
     planned_routines = [
         Routine(r.rule_code, Frequency(r.frequency), _baseline(fact, r)[0]) for r in routine_rows
@@ -291,13 +353,7 @@ async def _sync_asset(
         since=horizon.since,
         until=horizon.until,
     )
-    existing: dict[uuid.UUID, dict[int, Any]] = defaultdict(dict)
-    for row in (
-        await db.execute(select(_O.__table__).where(_O.asset_id == fact.asset.id))
-    ).mappings():
-        existing[row["routine_id"]][row["seq"]] = row
     now = utc_now()
-    inserts: list[dict[str, Any]] = []
     for routine in routine_rows:
         source = _baseline(fact, routine)[1]
         effective = plan.baselines[routine.rule_code]
@@ -307,7 +363,7 @@ async def _sync_asset(
         if routine.effective_baseline_on != effective:
             # Another baseline: every scheduled date moves, history included.
             if rows:
-                await db.execute(delete(_O).where(_O.routine_id == routine.id))
+                writes.reset_routines.append(routine.id)
             rows = {}
         routine.effective_baseline_on = effective
         routine.baseline_source = source
@@ -316,42 +372,42 @@ async def _sync_asset(
         for seq, occurrence in planned.items():
             values = _values(fact, routine, occurrence)
             current = rows.get(seq)
+            out = _out_of_tolerance(occurrence, horizon.today)
             if current is None:
                 # Already out of tolerance when first seen: history, not an event.
-                noted = now if _out_of_tolerance(occurrence, horizon.today) else None
-                inserts.append(
+                writes.inserts.append(
                     {
                         **values,
                         "id": uuid.uuid4(),
                         "organisation_id": routine.organisation_id,
                         "routine_id": routine.id,
                         "seq": seq,
-                        "out_of_tolerance_noted_at": noted,
+                        "out_of_tolerance_noted_at": now if out else None,
                         "created_at": now,
                         "updated_at": now,
                     }
                 )
                 continue
-            changes = {k: v for k, v in values.items() if current[k] != v}
-            if current["out_of_tolerance_noted_at"] is None and _out_of_tolerance(
-                occurrence, horizon.today
-            ):
-                changes["out_of_tolerance_noted_at"] = now
+            noted = current["out_of_tolerance_noted_at"]
+            if noted is None and out:
+                noted = now
                 events.out_of_tolerance(db, row=dict(current) | values, at=now)
-            if changes:
-                await db.execute(
-                    update(_O).where(_O.id == current["id"]).values(**changes, updated_at=now)
+            if noted != current["out_of_tolerance_noted_at"] or any(
+                current[k] != v for k, v in values.items()
+            ):
+                writes.updates.append(
+                    {
+                        **values,
+                        "row_id": current["id"],
+                        "out_of_tolerance_noted_at": noted,
+                        "updated_at": now,
+                    }
                 )
-        gone = [
+        writes.deleted_ids.extend(
             row["id"]
             for seq, row in rows.items()
             if seq not in planned and row["window_end"] >= horizon.since
-        ]
-        if gone:
-            await db.execute(delete(_O).where(_O.id.in_(gone)))
-    if inserts:
-        await db.execute(insert(_O), inserts)
-    await db.flush()
+        )
 
 
 def _values(fact: _AssetFacts, routine: ScheduleRoutine, occurrence: Occurrence) -> dict[str, Any]:
