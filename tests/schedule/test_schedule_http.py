@@ -3,6 +3,7 @@ due list with their statuses, baselines, tenancy and roles."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, timedelta
 from typing import Any
 
@@ -15,6 +16,7 @@ from src.app.core.outbox import OutboxEvent
 from src.app.rules.frequency import Frequency
 from src.app.schedule.calendar import WorkingDays, add_months, scheduled_date, tolerance_window
 from src.app.schedule.cli import run_sweep
+from src.app.schedule.reporting import out_of_tolerance_occurrences
 from src.app.schedule.service import local_today
 from tests.buildings.helpers import MakeTenant, assert_error, new_asset, new_building, walk
 
@@ -241,6 +243,20 @@ async def test_going_out_of_tolerance_writes_one_event(
     # Once only.
     await run_sweep(app.state.settings, later)
     assert len(await _events(app, tenant.organisation_id)) == 1
+    # What a report reads: all four, soonest first.
+    async with app.state.database.sessionmaker() as db:
+        items = await out_of_tolerance_occurrences(
+            db,
+            organisation_id=tenant.organisation_id,
+            building_id=uuid.UUID(building["id"]),
+            date_from=installed,
+            date_to=later,
+            today=later,
+        )
+    assert [(i.due_on, i.status.value, i.rule_code) for i in items] == [
+        (scheduled_date(installed, Frequency.monthly, n), "missed", SPRINKLER_MONTHLY)
+        for n in range(1, 5)
+    ]
 
 
 async def _events(app: FastAPI, organisation_id: Any) -> list[dict[str, Any]]:
