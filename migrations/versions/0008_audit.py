@@ -11,7 +11,7 @@ Tables ``audit_entries``, ``audit_seals`` and ``condition_reports`` (generated w
   run as the owner), from that role, which keeps SELECT and INSERT.
 
 Revision ID: 0008_audit
-Revises: 0006_evidence
+Revises: 0007_schedule
 Create Date: 2026-12-02 17:50:09.207264
 """
 
@@ -25,7 +25,7 @@ from alembic import op
 import src.app.core.database
 
 revision: str = "0008_audit"
-down_revision: str | None = "0006_evidence"
+down_revision: str | None = "0007_schedule"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -19,6 +19,7 @@ from src.app.core.logging import configure_logging
 from src.app.core.settings import VAR_DIR, get_settings
 from src.app.identity import cli as identity_cli
 from src.app.rules import cli as rules_cli
+from src.app.schedule import cli as schedule_cli
 
 cli = typer.Typer(help="FireMode: fire-safety compliance backend.", no_args_is_help=True)
 db_cli = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
@@ -28,6 +29,7 @@ cli.add_typer(maintenance_cli, name="maintenance")
 identity_cli.register(cli)
 audit_cli.register(cli)
 rules_cli.register(cli)
+schedule_cli.register(cli)
 
 logger = logging.getLogger("firemode.cli")
 

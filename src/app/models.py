@@ -12,11 +12,18 @@ from src.app.identity.models import LoginFailure, Organisation, RefreshToken, Re
 from src.app.reports.models import ConditionReport
 from src.app.results.models import ResultOp
 from src.app.rules.models import Rule, RuleVersion
+from src.app.schedule.models import (
+    AssetBaseline,
+    ScheduleOccurrence,
+    ScheduleRoutine,
+    SessionRoutine,
+)
 from src.app.sessions.models import TestSession
 from src.app.webhooks.models import WebhookDelivery, WebhookSubscription
 
 __all__ = [
     "Asset",
+    "AssetBaseline",
     "AuditEntry",
     "AuditSeal",
     "Base",
@@ -36,6 +43,9 @@ __all__ = [
     "RevokedToken",
     "Rule",
     "RuleVersion",
+    "ScheduleOccurrence",
+    "ScheduleRoutine",
+    "SessionRoutine",
     "TestSession",
     "User",
     "WebhookDelivery",

@@ -15,6 +15,8 @@ from src.app.operations.router import router as operations_router
 from src.app.reports.router import router as reports_router
 from src.app.results.router import router as results_router
 from src.app.rules.router import router as rules_router
+from src.app.schedule import hooks as schedule_hooks
+from src.app.schedule.router import router as schedule_router
 from src.app.sessions.hooks import on_session_completed
 from src.app.sessions.router import router as sessions_router
 from src.app.webhooks.router import router as webhooks_router
@@ -35,6 +37,7 @@ API_ROUTERS: list[APIRouter] = [
     webhooks_router,
     audit_router,
     reports_router,
+    schedule_router,
 ]
 
 # Completing a session raises the defects its evaluation implies (sessions sit below
@@ -43,3 +46,6 @@ on_session_completed(raise_session_defects)
 
 # Routes that stream their own request body (not JSON; their own size limit).
 STREAMED_BODY_PATHS: frozenset[str] = frozenset({UPLOAD_PATH})
+
+# The schedule follows assets, building states and sessions through their hooks.
+schedule_hooks.register()

@@ -13,11 +13,10 @@ from fastapi import FastAPI
 from pypdf import PdfReader
 
 from src.app.buildings.models import Asset, Building
-from src.app.core import audit
 from src.app.defects.models import DefectEvent
 from src.app.defects.service import raise_defect
 from src.app.rules.checklist import Severity
-from src.app.sessions.models import TestSession
+from src.app.schedule.models import ScheduleOccurrence, ScheduleRoutine
 
 BUILDING_ADDRESS = "1 Harbour St, Sydney NSW 2000"
 STATEMENT = {
@@ -37,18 +36,21 @@ STATES = (
     "cancelled",
 )
 OPEN_STATES = ["open", "acknowledged", "quoted", "repair_scheduled", "repaired"]
-# (scheduled day, frequency, day completed or None): monthly windows are 5 working days
-# either side, yearly 2 months.
+# (due day, frequency, tolerance window, day completed or None): the schedule's
+# occurrences for every asset of the building.
 YEAR = [
-    (date(2024, 12, 16), "monthly", date(2024, 12, 16)),  # before the period: left out
-    (date(2025, 1, 15), "monthly", date(2025, 1, 14)),  # on time (early, in window)
-    (date(2025, 2, 14), "monthly", date(2025, 2, 14)),  # on time
-    (date(2025, 3, 14), "monthly", date(2025, 3, 18)),  # late, within tolerance
-    (date(2025, 4, 15), "monthly", date(2025, 5, 2)),  # out of tolerance
-    (date(2025, 5, 15), "monthly", None),  # missed
-    (date(2025, 6, 2), "yearly", date(2025, 6, 20)),  # late (yearly window)
-    (date(2025, 12, 29), "monthly", None),  # window still open at the period's end
+    (date(2024, 12, 16), "monthly", (date(2024, 12, 9), date(2024, 12, 23)), date(2024, 12, 16)),
+    (date(2025, 1, 15), "monthly", (date(2025, 1, 8), date(2025, 1, 22)), date(2025, 1, 14)),
+    (date(2025, 2, 14), "monthly", (date(2025, 2, 7), date(2025, 2, 21)), date(2025, 2, 14)),
+    (date(2025, 3, 14), "monthly", (date(2025, 3, 7), date(2025, 3, 21)), date(2025, 3, 18)),
+    (date(2025, 4, 15), "monthly", (date(2025, 4, 8), date(2025, 4, 22)), date(2025, 5, 2)),
+    (date(2025, 5, 15), "monthly", (date(2025, 5, 8), date(2025, 5, 22)), None),
+    (date(2025, 6, 2), "yearly", (date(2025, 4, 2), date(2025, 8, 2)), date(2025, 6, 20)),
+    (date(2025, 12, 29), "monthly", (date(2025, 12, 22), date(2026, 1, 5)), None),
 ]
+# In order: before the period (left out); on time, early in its window; on time; late
+# within tolerance; out of tolerance; missed; late (yearly window); window still open at
+# the end of the period.
 
 
 async def _defect(
@@ -129,28 +131,35 @@ async def _seed(app: FastAPI, tenant: Any) -> uuid.UUID:
         db.add_all(assets)
         await db.flush()
         await _seed_defects(db, tenant, building_id, assets[0].id)
-        for day, frequency, done in YEAR:
-            session = TestSession(
-                organisation_id=tenant.organisation_id,
-                building_id=building_id,
-                session_name=f"{frequency} {day}",
-                frequency=frequency,
-                scheduled_for=day,
-                status="completed" if done else "scheduled",
-                created_by=tenant.technician.id,
-            )
-            db.add(session)
-            await db.flush()
-            if done:
-                await audit.record(
-                    db,
+        session_id = uuid.uuid4()
+        for asset in assets:
+            routines = {
+                frequency: ScheduleRoutine(
                     organisation_id=tenant.organisation_id,
-                    actor=audit.Actor.user(tenant.technician.id),
-                    action="test_session.status_changed",
-                    subject_type="test_session",
-                    subject_id=session.id,
-                    payload={"from": "in_progress", "to": "completed"},
-                    now=datetime(done.year, done.month, done.day, 3, 0, tzinfo=UTC),
+                    asset_id=asset.id,
+                    rule_code=f"TEST-{frequency}",
+                    frequency=frequency,
+                )
+                for frequency in ("monthly", "yearly")
+            }
+            db.add_all(routines.values())
+            await db.flush()
+            for seq, (due, frequency, (start, end), done) in enumerate(YEAR, start=1):
+                db.add(
+                    ScheduleOccurrence(
+                        organisation_id=tenant.organisation_id,
+                        building_id=building_id,
+                        asset_id=asset.id,
+                        routine_id=routines[frequency].id,
+                        rule_code=f"TEST-{frequency}",
+                        frequency=frequency,
+                        seq=seq,
+                        due_on=due,
+                        window_start=start,
+                        window_end=end,
+                        done_on=done,
+                        done_session_id=session_id if done else None,
+                    )
                 )
         await db.commit()
     return building_id

@@ -14,6 +14,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from src.app.buildings import hooks
 from src.app.buildings.models import Asset, Building
 from src.app.buildings.queries import (
     ASSETS_ENDPOINT,
@@ -89,6 +90,7 @@ async def create_building(
             address=body.address,
             building_type=body.building_type,
             metadata_=body.metadata,
+            state=body.state.value if body.state else None,
         )
         db.add(building)
         await db.flush()
@@ -173,6 +175,9 @@ async def update_building(
     changed = _changed_fields(building, changes, renamed={"metadata": "metadata_"})
     if "metadata" in changes:
         building.metadata_ = changes.pop("metadata")
+    if "state" in changes:
+        changes["state"] = changes["state"].value if changes["state"] else None
+    state_changed = "state" in changes and changes["state"] != building.state
     for name, value in changes.items():
         setattr(building, name, value)
     if changed:
@@ -184,6 +189,9 @@ async def update_building(
             building.id,
             {"changes": changed},
         )
+    if state_changed:
+        await db.flush()
+        await hooks.run_building_state_hooks(db, building)
     await db.commit()
     return BuildingOut.of(building)
 
@@ -262,9 +270,12 @@ async def _check_barcode_free(
 
 
 async def _save_asset(db: AsyncSession, principal: Principal, asset: Asset) -> None:
-    """Commit; a unique or foreign key violation from a concurrent writer becomes a 4xx."""
+    """Flush, let hooks follow the change, commit; a unique or foreign key violation from a
+    concurrent writer becomes a 4xx."""
     building_id, barcode = asset.building_id, asset.barcode
     try:
+        await db.flush()
+        await hooks.run_asset_saved_hooks(db, asset)
         await db.commit()
     except IntegrityError as exc:
         await db.rollback()
@@ -324,6 +335,7 @@ async def create_asset(
                 "installed_on": asset.installed_on,
             },
         )
+        await hooks.run_asset_saved_hooks(db, asset)
         return json_response(
             AssetOut.of(asset), status_code=201, headers={"Location": f"/v1/assets/{asset.id}"}
         )

@@ -94,6 +94,14 @@ class Settings(BaseSettings):
     worker_batch_size: int = Field(default=50, ge=1, le=1000)
     # The worker serves its Prometheus metrics on this port when set.
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    # The service schedule: "today" for due / overdue is taken in this time zone; occurrences
+    # are materialised from this many days back (windows ending earlier are history) to
+    # this many days ahead (the daily ``firemode schedule sweep`` moves it forward).
+    schedule_timezone: str = "Australia/Sydney"
+    schedule_lookback_days: int = Field(default=366, ge=0, le=3660)
+    schedule_horizon_days: int = Field(default=731, ge=31, le=3660)
+    # The offline bundle's hard cap, compressed; over it the client must ask for a subset.
+    max_bundle_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     log_level: str = "INFO"
     host: str = "127.0.0.1"
     port: int = 8080

@@ -1,14 +1,14 @@
 """Gathering a report's facts from the database (the only I/O of a report).
 
 Each kind of fact has its own function, so that its source can change without touching
-the layout: routine occurrences come from the building's test sessions until the
-schedule domain provides per-asset routines; defects come from the defects domain.
+the layout: routine occurrences come from the schedule domain, defects from the defects
+domain.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import cast
 
@@ -16,7 +16,6 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from src.app.buildings.models import Asset, Building
-from src.app.core.audit_model import AuditEntry
 from src.app.defects.models import Defect as DefectRow
 from src.app.defects.models import DefectEvent as DefectHistory
 from src.app.identity.models import Organisation
@@ -30,9 +29,7 @@ from src.app.reports.facts import (
     System,
 )
 from src.app.reports.layout import classify
-from src.app.reports.windows import tolerance_window
-from src.app.rules.frequency import Frequency
-from src.app.sessions.models import SessionStatus, TestSession
+from src.app.schedule.models import ScheduleOccurrence
 
 REPORTED_CLASSES = ("critical", "non_critical", "non_conformance")
 
@@ -54,86 +51,70 @@ async def gather_systems(db: AsyncSession, building: Building) -> tuple[System, 
     return tuple(System(asset_type, int(count)) for asset_type, count in rows)
 
 
-async def _completion_days(db: AsyncSession, building: Building, ids: list[str]) -> dict[str, date]:
-    """When each session was completed, as the audit trail recorded it."""
-    if not ids:
-        return {}
+async def gather_occurrences(
+    db: AsyncSession, building: Building, period: Period
+) -> tuple[Occurrence, ...]:
+    """The building's routine occurrences (from the schedule) due in the period, judged at
+    its end, one line per system, routine and outcome: occurrences of several assets done
+    the same day (or missed alike) make one line counting the assets."""
     rows = await db.execute(
-        select(AuditEntry.subject_id, AuditEntry.payload, AuditEntry.created_at).where(
-            AuditEntry.organisation_id == building.organisation_id,
-            AuditEntry.action == "test_session.status_changed",
-            AuditEntry.subject_type == "test_session",
-            AuditEntry.subject_id.in_(ids),
+        select(
+            Asset.asset_type,
+            ScheduleOccurrence.frequency,
+            ScheduleOccurrence.rule_code,
+            ScheduleOccurrence.due_on,
+            ScheduleOccurrence.window_start,
+            ScheduleOccurrence.window_end,
+            ScheduleOccurrence.done_on,
+            ScheduleOccurrence.done_session_id,
+            func.count(),
+        )
+        .join(Asset, Asset.id == ScheduleOccurrence.asset_id)
+        .where(
+            ScheduleOccurrence.organisation_id == building.organisation_id,
+            ScheduleOccurrence.building_id == building.id,
+            ScheduleOccurrence.due_on >= period.start,
+            ScheduleOccurrence.due_on <= period.end,
+        )
+        .group_by(
+            Asset.asset_type,
+            ScheduleOccurrence.frequency,
+            ScheduleOccurrence.rule_code,
+            ScheduleOccurrence.due_on,
+            ScheduleOccurrence.window_start,
+            ScheduleOccurrence.window_end,
+            ScheduleOccurrence.done_on,
+            ScheduleOccurrence.done_session_id,
         )
     )
-    done: dict[str, date] = {}
-    for subject_id, payload, created_at in rows:
-        if payload.get("to") == SessionStatus.completed.value:
-            day = created_at.date()
-            done[subject_id] = min(day, done.get(subject_id, day))
-    return done
-
-
-async def gather_occurrences(
-    db: AsyncSession, building: Building, systems: tuple[System, ...], period: Period
-) -> tuple[Occurrence, ...]:
-    """Routine occurrences due in the period, judged at its end.
-
-    Source until the schedule domain lands: each test session of the building with a
-    frequency and a scheduled day in the period is one routine visit of every system of
-    the building; it was done on the day the audit trail recorded its completion.
-    """
-    sessions = (
-        await db.execute(
-            select(
-                TestSession.id,
-                TestSession.session_name,
-                TestSession.frequency,
-                TestSession.scheduled_for,
-                TestSession.status,
-                TestSession.updated_at,
-            )
-            .where(
-                TestSession.organisation_id == building.organisation_id,
-                TestSession.building_id == building.id,
-                TestSession.frequency.is_not(None),
-                TestSession.scheduled_for >= period.start,
-                TestSession.scheduled_for <= period.end,
-            )
-            .order_by(TestSession.scheduled_for, TestSession.id)
-        )
-    ).all()
-    done = await _completion_days(db, building, [str(s.id) for s in sessions])
     occurrences: list[Occurrence] = []
-    for s in sessions:
-        frequency = Frequency(s.frequency)
-        start, end = tolerance_window(s.scheduled_for, frequency)
-        done_on = done.get(str(s.id))
-        if done_on is None and s.status == SessionStatus.completed.value:
-            done_on = s.updated_at.date()  # completed before the audit trail existed
+    for system, frequency, rule_code, due, start, end, done, session_id, count in rows:
         status = classify(
-            due_on=s.scheduled_for,
-            window_start=start,
-            window_end=end,
-            done_on=done_on,
-            as_of=period.end,
+            due_on=due, window_start=start, window_end=end, done_on=done, as_of=period.end
         )
-        reference = f"{s.session_name or 'session'} ({str(s.id)[:8]})"
-        for system in systems:
-            occurrences.append(
-                Occurrence(
-                    system=system.system,
-                    routine=frequency.value,
-                    due_on=s.scheduled_for,
-                    window_start=start,
-                    window_end=end,
-                    done_on=done_on if status != "missed" and status != "open" else None,
-                    assets=system.assets,
-                    reference=reference,
-                    status=status,
-                )
+        counted_done = done if status not in ("missed", "open") else None
+        reference = rule_code + (f", session {str(session_id)[:8]}" if counted_done else "")
+        occurrences.append(
+            Occurrence(
+                system=system,
+                routine=frequency,
+                due_on=due,
+                window_start=start,
+                window_end=end,
+                done_on=counted_done,
+                assets=int(count),
+                reference=reference,
+                status=status,
             )
-    return tuple(occurrences)
+        )
+    # Occurrences done after the period's end fold into one "not done" line.
+    merged: dict[tuple[object, ...], Occurrence] = {}
+    for o in occurrences:
+        key = (o.system, o.routine, o.reference, o.due_on, o.window_start, o.done_on, o.status)
+        if key in merged:
+            o = replace(o, assets=merged[key].assets + o.assets)
+        merged[key] = o
+    return tuple(sorted(merged.values(), key=lambda o: (o.system, o.due_on, o.reference)))
 
 
 async def gather_defects(
@@ -204,6 +185,6 @@ async def gather_facts(db: AsyncSession, building: Building, period: Period) -> 
         building_name=building.name,
         building_address=building.address,
         systems=systems,
-        occurrences=await gather_occurrences(db, building, systems, period),
+        occurrences=await gather_occurrences(db, building, period),
         defects=await gather_defects(db, building, period),
     )

@@ -30,7 +30,7 @@ from src.app.core.responses import json_response
 from src.app.core.tenancy import Principal, get_owned
 from src.app.core.transactions import begin_write
 from src.app.identity.dependencies import require_reader, require_writer
-from src.app.sessions.hooks import run_completion_hooks
+from src.app.sessions.hooks import run_completion_hooks, run_creation_hooks
 from src.app.sessions.models import SessionStatus, TestSession
 from src.app.sessions.queries import SESSIONS_ENDPOINT, SessionFilters, list_sessions
 from src.app.sessions.schemas import SessionCreate, SessionOut, SessionUpdate
@@ -123,6 +123,7 @@ async def _create(
         db.add(created)
         await db.flush()
         await _record_created(db, principal, created, adopted=False)
+        await run_creation_hooks(db, created, body.routine_pairs())
         return created, 201
     if existing.organisation_id != principal.organisation_id:
         raise ApiError(409, f"The test session id {session_id} is not available; choose another")
@@ -136,6 +137,7 @@ async def _create(
             existing.created_by = principal.user_id
         await db.flush()
         await _record_created(db, principal, existing, adopted=True)
+        await run_creation_hooks(db, existing, body.routine_pairs())
         return existing, 201
     if body.same_as(existing):
         return existing, 200
