@@ -161,12 +161,17 @@ def _story(doc: dict[str, Any]) -> list[Flowable]:
     )
     for system in doc["systems"]:
         story += _services(system)
-    story += [Spacer(1, 3 * mm), _p("2. Operational status", _H2)]
     story.append(
-        _table(
-            ["System", "Status at generation"],
-            [[s["label"], STATUS_WORDS[s["operational_status"]]] for s in doc["systems"]],
-            [84 * mm, 90 * mm],
+        KeepTogether(
+            [
+                Spacer(1, 3 * mm),
+                _p("2. Operational status", _H2),
+                _table(
+                    ["System", "Status at generation"],
+                    [[s["label"], STATUS_WORDS[s["operational_status"]]] for s in doc["systems"]],
+                    [84 * mm, 90 * mm],
+                ),
+            ]
         )
     )
     defects = doc["defects"]
