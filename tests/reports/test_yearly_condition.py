@@ -13,9 +13,7 @@ from fastapi import FastAPI
 from pypdf import PdfReader
 
 from src.app.buildings.models import Asset, Building
-from src.app.defects.models import DefectEvent
-from src.app.defects.service import raise_defect
-from src.app.rules.checklist import Severity
+from src.app.defects.models import Defect, DefectEvent
 from src.app.schedule.models import ScheduleOccurrence, ScheduleRoutine
 
 BUILDING_ADDRESS = "1 Harbour St, Sydney NSW 2000"
@@ -62,29 +60,37 @@ async def _defect(
     status: str,
     raised: datetime,
 ) -> None:
-    defect = await raise_defect(
-        db,
+    """A defect straight into its state, with its history (rows only: no outbox event
+    and no response deadline, so no worker of another test ever picks it up)."""
+    defect = Defect(
+        id=uuid.uuid4(),
         organisation_id=tenant.organisation_id,
         building_id=building_id,
-        severity=Severity(severity),
+        asset_id=asset_id,
+        severity=severity,
+        status=status,
         remark=f"{severity} {status} {raised.date()}",
         source="manual",
-        actor_id=tenant.technician.id,
-        now=raised,
-        asset_id=asset_id,
+        raised_by=tenant.technician.id,
+        created_at=raised,
+        updated_at=raised,
     )
-    if status != "open":  # seeded straight into the state, with its history entry
-        defect.status = status
+    db.add(defect)
+    await db.flush()
+    moves = [(None, "open", raised)]
+    if status != "open":
+        moves.append(("open", status, raised + timedelta(days=10)))
+    for from_status, to_status, at in moves:
         db.add(
             DefectEvent(
                 defect_id=defect.id,
                 organisation_id=tenant.organisation_id,
-                from_status="open",
-                to_status=status,
+                from_status=from_status,
+                to_status=to_status,
                 note="",
                 changes={},
                 actor_id=tenant.admin.id,
-                created_at=raised + timedelta(days=10),
+                created_at=at,
             )
         )
 
