@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import update
 
 from src.app.core.database import Database
+from src.app.core.outbox import OutboxEvent
 from src.app.defects.models import Defect
 from src.app.webhooks.signing import (
     EVENT_ID_HEADER,
@@ -113,6 +114,14 @@ async def test_delivered_once_after_two_failures_with_a_valid_signature(
     worker_in_process: Worker,
 ) -> None:
     t = await make_tenant()
+    # Events earlier tests left undispatched would fill this pass's batch (50) first.
+    async with worker_in_process.database.sessionmaker() as db:
+        await db.execute(
+            update(OutboxEvent)
+            .where(OutboxEvent.dispatched_at.is_(None))
+            .values(dispatched_at=clock.now)
+        )
+        await db.commit()
     sub = await subscribe(client, t, receiver.url)
     receiver.plan = [500, 503]
     defect = await raise_defect(client, t)
