@@ -78,6 +78,7 @@ else:
 os.environ["FIREMODE_DATABASE_URL"] = DATABASE_URL
 os.environ["FIREMODE_ENV"] = "test"
 os.environ["FIREMODE_JWT_SECRET"] = TEST_SECRET
+os.environ["FIREMODE_EVIDENCE_DIR"] = str(_TEMP_DIR / "evidence")
 os.environ.pop("FIREMODE_REDIS_URL", None)
 
 import httpx  # noqa: E402

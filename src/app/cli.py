@@ -11,12 +11,15 @@ import shutil
 import typer
 import uvicorn
 
+from src.app.audit import cli as audit_cli
 from src.app.core import migrations
 from src.app.core.clock import utc_now
 from src.app.core.database import Database
 from src.app.core.logging import configure_logging
 from src.app.core.settings import VAR_DIR, get_settings
 from src.app.identity import cli as identity_cli
+from src.app.rules import cli as rules_cli
+from src.app.schedule import cli as schedule_cli
 
 cli = typer.Typer(help="FireMode: fire-safety compliance backend.", no_args_is_help=True)
 db_cli = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
@@ -24,6 +27,9 @@ maintenance_cli = typer.Typer(help="Housekeeping.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(maintenance_cli, name="maintenance")
 identity_cli.register(cli)
+audit_cli.register(cli)
+rules_cli.register(cli)
+schedule_cli.register(cli)
 
 logger = logging.getLogger("firemode.cli")
 
@@ -66,6 +72,9 @@ def db_upgrade(revision: str = typer.Argument("head")) -> None:
             "no FIREMODE_DATABASE_URL configured: migrating the embedded SQLite database"
         )
     migrations.upgrade(settings.database_url, revision)
+    if revision == "head":
+        # Reference data follows the schema: the shipped rule catalogue (idempotent).
+        asyncio.run(rules_cli.load_catalogue(settings.database_url))
 
 
 @db_cli.command("downgrade")
@@ -76,9 +85,42 @@ def db_downgrade(
     migrations.downgrade(get_settings().database_url, revision)
 
 
+@cli.command()
+def worker() -> None:
+    """Run the background worker: overdue sweeps and webhook deliveries (any number may run)."""
+    import signal
+
+    from prometheus_client import start_http_server
+
+    from src.app.worker import Worker
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    if settings.worker_metrics_port is not None:
+        start_http_server(settings.worker_metrics_port, addr=settings.host)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        database = Database(settings.database_url, pool_size=2, max_overflow=2)
+        runner = Worker(database, settings)
+        logger.info("worker started")
+        try:
+            await runner.run_forever(stop)
+        finally:
+            await runner.aclose()
+            await database.dispose()
+        logger.info("worker stopped")
+
+    asyncio.run(run())
+
+
 @maintenance_cli.command("purge")
 def maintenance_purge() -> None:
-    """Delete expired revocations, refresh tokens, throttle state and idempotency records."""
+    """Delete expired revocations, refresh tokens, throttle state, idempotency records,
+    evidence past its retention, and unreferenced evidence files."""
     from src.app.maintenance import purge_expired
 
     settings = get_settings()

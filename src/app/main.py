@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi_offline import FastAPIOffline
 
+from src.app.audit.sealer import run_sealer
 from src.app.core.database import Database
 from src.app.core.errors import (
     PROBLEM_CONTENT_TYPE,
@@ -23,7 +26,7 @@ from src.app.core.logging import configure_logging
 from src.app.core.middleware import RequestContextMiddleware
 from src.app.core.settings import Settings, get_settings
 from src.app.identity.revocation import build_revocation_checker
-from src.app.routers import API_ROUTERS, OPERATIONS_ROUTERS
+from src.app.routers import API_ROUTERS, OPERATIONS_ROUTERS, STREAMED_BODY_PATHS
 
 logger = logging.getLogger("firemode")
 
@@ -116,7 +119,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "no FIREMODE_DATABASE_URL configured: using the embedded SQLite database",
                 extra={"database_url": settings.database_url},
             )
+        sealer = (
+            asyncio.create_task(
+                run_sealer(database, interval_seconds=settings.audit_seal_interval_seconds)
+            )
+            if settings.audit_seal_interval_seconds > 0
+            else None
+        )
         yield
+        if sealer is not None:
+            sealer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sealer
         await database.dispose()
         await revocation_checker.aclose()
 
@@ -142,6 +156,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         RequestContextMiddleware,
         max_body_bytes=settings.max_body_bytes,
+        streamed_body_paths=STREAMED_BODY_PATHS,
     )
 
     def openapi() -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Housekeeping that keeps the revocation list, refresh tokens, throttling state and
-idempotency records small: everything past its own expiry is deleted."""
+idempotency records small: everything past its own expiry is deleted. Evidence past its
+retention period goes too, with blobs and files nothing references (evidence/retention.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from src.app.core.idempotency_model import IdempotencyRecord
 from src.app.core.settings import Settings
+from src.app.evidence.retention import purge_evidence
+from src.app.evidence.storage import build_store
 from src.app.identity.models import LoginFailure, RefreshToken, RevokedToken
 
 
@@ -27,4 +30,7 @@ async def purge_expired(db: AsyncSession, settings: Settings, now: datetime) -> 
         result = await db.execute(statement)
         counts[name] = int(getattr(result, "rowcount", 0) or 0)
     await db.commit()
+    counts.update(
+        await purge_evidence(db=db, store=build_store(settings), settings=settings, now=now)
+    )
     return counts

@@ -39,9 +39,11 @@ async def test_create_and_get_building(client: httpx.AsyncClient, make_tenant: M
         "address",
         "building_type",
         "metadata",
+        "state",
         "created_at",
         "updated_at",
     }
+    assert created["state"] is None
     assert {k: created[k] for k in BODY} == BODY
     assert response.headers["location"] == f"/v1/buildings/{created['id']}"
     parse_timestamp(created["created_at"])

@@ -30,6 +30,8 @@ SESSION_FIELDS = {
     "frequency",
     "scheduled_for",
     "status",
+    "started_at",
+    "completed_at",
     "created_by",
     "created_at",
     "updated_at",

@@ -34,6 +34,19 @@ class AssetType(StrEnum):
     other = "other"
 
 
+class AustralianState(StrEnum):
+    """A building's state or territory: its public holidays decide working days."""
+
+    NSW = "NSW"
+    VIC = "VIC"
+    QLD = "QLD"
+    SA = "SA"
+    WA = "WA"
+    TAS = "TAS"
+    ACT = "ACT"
+    NT = "NT"
+
+
 class Building(IdentifiedMixin, Base):
     __tablename__ = "buildings"
 
@@ -43,6 +56,8 @@ class Building(IdentifiedMixin, Base):
     building_type: Mapped[str] = mapped_column(String(64))
     # "metadata" is reserved on declarative classes; the column keeps the API's name.
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    # An ``AustralianState``; null when unknown (working days are then Monday-Friday).
+    state: Mapped[str | None] = mapped_column(String(3), default=None)
 
 
 class Asset(IdentifiedMixin, Base):

@@ -14,6 +14,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from src.app.buildings import hooks
 from src.app.buildings.models import Asset, Building
 from src.app.buildings.queries import (
     ASSETS_ENDPOINT,
@@ -30,6 +31,7 @@ from src.app.buildings.schemas import (
     BuildingOut,
     BuildingUpdate,
 )
+from src.app.core import audit
 from src.app.core.database import get_db
 from src.app.core.errors import ApiError, error_responses
 from src.app.core.idempotency import (
@@ -44,6 +46,24 @@ from src.app.core.transactions import begin_write
 from src.app.identity.dependencies import require_admin, require_reader, require_writer
 
 router = APIRouter(tags=["buildings"])
+
+
+# Free-form JSON (building metadata, asset attributes) is recorded as "changed", never
+# copied: the trail must not carry whatever a client put there.
+_FREE_FORM = frozenset({"metadata", "attributes"})
+
+
+def _changed_fields(
+    row: object, changes: dict[str, object], *, renamed: dict[str, str] | None = None
+) -> dict[str, object]:
+    """The fields ``changes`` really changes on ``row``, with their new values."""
+    renamed = renamed or {}
+    changed: dict[str, object] = {}
+    for name, value in changes.items():
+        new = getattr(value, "value", value)  # enums as their value
+        if getattr(row, renamed.get(name, name)) != new:
+            changed[name] = "changed" if name in _FREE_FORM else new
+    return changed
 
 
 # --- buildings ---------------------------------------------------------------------------
@@ -70,9 +90,22 @@ async def create_building(
             address=body.address,
             building_type=body.building_type,
             metadata_=body.metadata,
+            state=body.state.value if body.state else None,
         )
         db.add(building)
         await db.flush()
+        await audit.record_by(
+            db,
+            principal,
+            "building.created",
+            "building",
+            building.id,
+            {
+                "name": building.name,
+                "address": building.address,
+                "building_type": building.building_type,
+            },
+        )
         return json_response(
             BuildingOut.of(building),
             status_code=201,
@@ -139,10 +172,26 @@ async def update_building(
         db, Building, building_id, principal, what="Building", for_update=True
     )
     changes = body.model_dump(exclude_unset=True)
+    changed = _changed_fields(building, changes, renamed={"metadata": "metadata_"})
     if "metadata" in changes:
         building.metadata_ = changes.pop("metadata")
+    if "state" in changes:
+        changes["state"] = changes["state"].value if changes["state"] else None
+    state_changed = "state" in changes and changes["state"] != building.state
     for name, value in changes.items():
         setattr(building, name, value)
+    if changed:
+        await audit.record_by(
+            db,
+            principal,
+            "building.updated",
+            "building",
+            building.id,
+            {"changes": changed},
+        )
+    if state_changed:
+        await db.flush()
+        await hooks.run_building_state_hooks(db, building)
     await db.commit()
     return BuildingOut.of(building)
 
@@ -174,6 +223,14 @@ async def delete_building(
         )
     )
     await db.delete(building)
+    await audit.record_by(
+        db,
+        principal,
+        "building.deleted",
+        "building",
+        building.id,
+        {"name": building.name, "address": building.address},
+    )
     try:
         await db.commit()
     except IntegrityError as exc:  # test sessions refer to it (their foreign key refuses)
@@ -213,9 +270,12 @@ async def _check_barcode_free(
 
 
 async def _save_asset(db: AsyncSession, principal: Principal, asset: Asset) -> None:
-    """Commit; a unique or foreign key violation from a concurrent writer becomes a 4xx."""
+    """Flush, let hooks follow the change, commit; a unique or foreign key violation from a
+    concurrent writer becomes a 4xx."""
     building_id, barcode = asset.building_id, asset.barcode
     try:
+        await db.flush()
+        await hooks.run_asset_saved_hooks(db, asset)
         await db.commit()
     except IntegrityError as exc:
         await db.rollback()
@@ -261,6 +321,21 @@ async def create_asset(
             await db.flush()
         except IntegrityError as exc:  # a concurrent writer won the race (run() rolls back)
             raise _concurrent_change() from exc
+        await audit.record_by(
+            db,
+            principal,
+            "asset.created",
+            "asset",
+            asset.id,
+            {
+                "building_id": asset.building_id,
+                "asset_type": asset.asset_type,
+                "location": asset.location,
+                "barcode": asset.barcode,
+                "installed_on": asset.installed_on,
+            },
+        )
+        await hooks.run_asset_saved_hooks(db, asset)
         return json_response(
             AssetOut.of(asset), status_code=201, headers={"Location": f"/v1/assets/{asset.id}"}
         )
@@ -323,7 +398,17 @@ async def update_asset(
         await _check_barcode_free(db, principal, changes["barcode"], asset.id)
     if "asset_type" in changes:
         changes["asset_type"] = changes["asset_type"].value
+    changed = _changed_fields(asset, changes)
     for name, value in changes.items():
         setattr(asset, name, value)
+    if changed:
+        await audit.record_by(
+            db,
+            principal,
+            "asset.updated",
+            "asset",
+            asset.id,
+            {"changes": changed},
+        )
     await _save_asset(db, principal, asset)
     return AssetOut.of(asset)

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, field_validator
 
-from src.app.buildings.models import Asset, AssetType, Building
+from src.app.buildings.models import Asset, AssetType, AustralianState, Building
 from src.app.core.schemas import RequestModel, ResourceModel
 
 # Free-form JSON objects are bounded, so one row cannot grow without limit.
@@ -46,6 +46,11 @@ Barcode = Annotated[
     ),
 ]
 
+STATE_DESCRIPTION = (
+    "Australian state or territory (" + ", ".join(s.value for s in AustralianState) + "): "
+    "its public holidays decide the working days of the service schedule's tolerance "
+    "windows. Null when unknown: working days are then Monday to Friday."
+)
 ASSET_TYPE_DESCRIPTION = "Equipment class: one of " + ", ".join(t.value for t in AssetType) + "."
 
 
@@ -56,6 +61,7 @@ class BuildingCreate(RequestModel):
     metadata: JSONObject = Field(
         default_factory=dict, description="Free-form JSON object (at most 64 KiB)."
     )
+    state: AustralianState | None = Field(default=None, description=STATE_DESCRIPTION)
 
 
 class BuildingUpdate(RequestModel):
@@ -65,6 +71,9 @@ class BuildingUpdate(RequestModel):
     address: Address | None = None
     building_type: BuildingType | None = None
     metadata: JSONObject | None = None
+    state: AustralianState | None = Field(
+        default=None, description=STATE_DESCRIPTION + " Send null to clear it."
+    )
 
     @field_validator("name", "address", "building_type", "metadata", mode="before")
     @classmethod
@@ -79,6 +88,7 @@ class BuildingOut(ResourceModel):
     address: str
     building_type: str
     metadata: dict[str, Any]
+    state: AustralianState | None = Field(description=STATE_DESCRIPTION)
 
     @classmethod
     def of(cls, building: Building) -> BuildingOut:
@@ -91,6 +101,7 @@ class BuildingOut(ResourceModel):
             address=building.address,
             building_type=building.building_type,
             metadata=building.metadata_,
+            state=AustralianState(building.state) if building.state else None,
         )
 
 

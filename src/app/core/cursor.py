@@ -1,6 +1,7 @@
 """Opaque, signed pagination cursors (pure: no I/O).
 
-A cursor carries the keyset position (``created_at`` with microseconds, ``id``) and a
+A cursor carries the keyset position (the sort key, a timestamp with microseconds or a
+day, and ``id``) and a
 digest of the list it belongs to (endpoint, filters, organisation). It is HMAC-signed, so
 a tampered, truncated or foreign cursor is detected and refused.
 
@@ -20,7 +21,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 CURSOR_VERSION = 1
@@ -37,9 +38,10 @@ class InvalidCursor(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class CursorPosition:
-    """The last row of a page: the next page starts strictly after it."""
+    """The last row of a page: the next page starts strictly after it. ``key`` is the
+    list's sort key (``created_at`` for most lists)."""
 
-    created_at: datetime
+    key: datetime | date
     id: uuid.UUID
 
 
@@ -80,9 +82,13 @@ def _signature(key: bytes, payload: bytes) -> bytes:
 
 
 def encode_cursor(key: bytes, position: CursorPosition, scope: str) -> str:
-    created = position.created_at.astimezone(UTC).strftime(_TIMESTAMP_FORMAT)
+    sort_key: dict[str, str]
+    if isinstance(position.key, datetime):
+        sort_key = {"t": position.key.astimezone(UTC).strftime(_TIMESTAMP_FORMAT)}
+    else:
+        sort_key = {"d": position.key.isoformat()}
     payload = json.dumps(
-        {"v": CURSOR_VERSION, "t": created, "i": position.id.hex, "s": scope},
+        {"v": CURSOR_VERSION, **sort_key, "i": position.id.hex, "s": scope},
         separators=(",", ":"),
     ).encode()
     return f"{_b64encode(payload)}.{_b64encode(_signature(key, payload))}"
@@ -103,8 +109,12 @@ def decode_cursor(key: bytes, cursor: str, scope: str) -> CursorPosition:
     try:
         data = json.loads(payload)
         version = data["v"]
-        created_at = datetime.strptime(data["t"], _TIMESTAMP_FORMAT).replace(tzinfo=UTC)
-        position = CursorPosition(created_at, uuid.UUID(hex=data["i"]))
+        sort_key: datetime | date
+        if "t" in data:
+            sort_key = datetime.strptime(data["t"], _TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+        else:
+            sort_key = date.fromisoformat(data["d"])
+        position = CursorPosition(sort_key, uuid.UUID(hex=data["i"]))
         cursor_scope = data["s"]
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidCursor("The cursor is malformed") from exc

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 REQUESTS = Counter(
     "firemode_http_requests_total",
@@ -23,5 +23,19 @@ MERGES = Counter(
 MERGED_OPS = Counter(
     "firemode_results_ops_total",
     "Result ops received, by outcome (applied or duplicate)",
+    ["outcome"],
+)
+DEFECTS_OVERDUE = Gauge(
+    "firemode_defects_overdue",
+    "Open defects past their response deadline (set by each overdue sweep of the worker)",
+    multiprocess_mode="mostrecent",
+)
+DEFECTS_OVERDUE_MARKED = Counter(
+    "firemode_defects_overdue_marked_total",
+    "Defects found newly overdue by the worker (each raises a defect.overdue event)",
+)
+WEBHOOK_DELIVERIES = Counter(
+    "firemode_webhook_deliveries_total",
+    "Webhook delivery attempts by outcome (delivered, retry, dead)",
     ["outcome"],
 )

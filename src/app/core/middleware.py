@@ -48,11 +48,18 @@ def _is_json_media_type(content_type: str) -> bool:
 
 class RequestContextMiddleware:
     def __init__(
-        self, app: ASGIApp, *, max_body_bytes: int, non_json_prefixes: tuple[str, ...] = ()
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        non_json_prefixes: tuple[str, ...] = (),
+        streamed_body_paths: frozenset[str] = frozenset(),
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.non_json_prefixes = non_json_prefixes
+        # POST paths whose route streams its (non-JSON) body and enforces its own limit.
+        self.streamed_body_paths = streamed_body_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -86,7 +93,9 @@ class RequestContextMiddleware:
             if early is not None:
                 await respond(early)
                 return
-            await self.app(scope, self._limited_receive(receive), send_with_id)
+            streamed = method == "POST" and scope["path"] in self.streamed_body_paths
+            limited = receive if streamed else self._limited_receive(receive)
+            await self.app(scope, limited, send_with_id)
         except BodyTooLarge:
             if not status_holder["started"]:
                 await respond(self._too_large())
@@ -140,7 +149,9 @@ class RequestContextMiddleware:
         if b"%00" in query or b"\x00" in query or "\x00" in scope["path"]:
             # No database stores U+0000 in text: refuse it uniformly, before any query.
             return problem_response(422, "The URL must not contain the character U+0000")
-        if method not in BODY_METHODS:
+        if method not in BODY_METHODS or (
+            method == "POST" and scope["path"] in self.streamed_body_paths
+        ):
             return None
         length_raw = headers.get(b"content-length")
         if length_raw is not None:

@@ -5,6 +5,9 @@ and filtered ``select(Model)``, and hands it to ``paginate`` with the endpoint's
 its normalised filters, which the cursor is bound to. Each list's table needs an index
 ``(organisation_id, <equality filters>, created_at DESC, id DESC)`` so that a page, deep
 or not, is one index range scan with no sort.
+
+A list with another natural order (a due list: soonest first) passes its own ``Keyset``
+(sort key column, direction); the index then ends with that key and ``id``.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ from src.app.core.cursor import (
     encode_cursor,
     scope_digest,
 )
-from src.app.core.database import UTCDateTime
 from src.app.core.errors import ApiError, FieldError
 from src.app.core.settings import Settings
 
@@ -46,6 +48,17 @@ class Page(BaseModel, Generic[ItemT]):
             "(last page, empty list, or a page ending on the last row)."
         )
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Keyset:
+    """A list's order: its sort key attribute, then ``id``, both in one direction."""
+
+    key: str = "created_at"
+    descending: bool = True
+
+
+NEWEST_FIRST = Keyset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,18 +94,23 @@ def _cursor_key(settings: Settings) -> bytes:
 
 
 def keyset_page(
-    statement: Select[Any], model: Any, position: CursorPosition | None, limit: int
+    statement: Select[Any],
+    model: Any,
+    position: CursorPosition | None,
+    limit: int,
+    keyset: Keyset = NEWEST_FIRST,
 ) -> Select[Any]:
-    """The SQL of one page: rows strictly after ``position``, newest first, ``limit + 1`` of
-    them (the extra row tells whether another page follows). Pure; exposed so tests can
-    EXPLAIN exactly what ``paginate`` runs."""
+    """The SQL of one page: rows strictly after ``position`` in the keyset's order (newest
+    first by default), ``limit + 1`` of them (the extra row tells whether another page
+    follows). Pure; exposed so tests can EXPLAIN exactly what ``paginate`` runs."""
+    key = getattr(model, keyset.key)
     if position is not None:
         # A row-value comparison, so PostgreSQL uses it as an index condition.
-        statement = statement.where(
-            tuple_(model.created_at, model.id)
-            < tuple_(literal(position.created_at, UTCDateTime()), literal(position.id, Uuid()))
-        )
-    return statement.order_by(model.created_at.desc(), model.id.desc()).limit(limit + 1)
+        row = tuple_(key, model.id)
+        after = tuple_(literal(position.key, key.type), literal(position.id, Uuid()))
+        statement = statement.where(row < after if keyset.descending else row > after)
+    order = (key.desc(), model.id.desc()) if keyset.descending else (key.asc(), model.id.asc())
+    return statement.order_by(*order).limit(limit + 1)
 
 
 def cursor_position(
@@ -136,12 +154,14 @@ async def paginate(
     endpoint: str,
     filters: Mapping[str, Any],
     organisation_id: uuid.UUID,
+    keyset: Keyset = NEWEST_FIRST,
 ) -> tuple[Sequence[Any], str | None]:
     """Run ``statement`` (``select(model)``, already scoped and filtered) one page at a time.
 
     ``endpoint`` names the list and ``filters`` are its normalised filter values: a cursor
     is valid only with the same three and the same organisation. Returns the page's rows and
-    the next page's cursor, which is ``None`` exactly when no row follows.
+    the next page's cursor, which is ``None`` exactly when no row follows. ``keyset`` is
+    the list's order (default: newest first).
     """
     binding: dict[str, Any] = {
         "endpoint": endpoint,
@@ -149,10 +169,11 @@ async def paginate(
         "organisation_id": organisation_id,
     }
     position = cursor_position(params, **binding)
-    page = keyset_page(statement, model, position, params.limit)
+    page = keyset_page(statement, model, position, params.limit, keyset)
     rows = (await db.execute(page)).scalars().all()
     if len(rows) <= params.limit:
         return rows, None
     rows = rows[: params.limit]
     last = rows[-1]
-    return rows, make_cursor(params.settings, CursorPosition(last.created_at, last.id), **binding)
+    next_position = CursorPosition(getattr(last, keyset.key), last.id)
+    return rows, make_cursor(params.settings, next_position, **binding)

@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 logger = logging.getLogger("firemode.settings")
@@ -60,12 +60,56 @@ class Settings(BaseSettings):
     # About how many bytes of op values one delta page (GET ...?since=) carries.
     max_delta_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    # Evidence (photos, documents): files under this directory unless an S3 bucket is set.
+    evidence_dir: Path = VAR_DIR / "evidence"
+    max_evidence_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    evidence_retention_days: int = Field(default=7 * 365 + 2, ge=1)  # 7 years, leap days
+    # Whole reads of blobs up to this size are hashed before the first byte is sent.
+    evidence_verify_before_send_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
+    # Staged uploads and unreferenced blobs younger than this are never purged.
+    evidence_orphan_grace_seconds: int = Field(default=3600, ge=0)
+    evidence_s3_bucket: str | None = None
+    evidence_s3_prefix: str = ""
+    evidence_s3_endpoint_url: str | None = None
+    evidence_s3_region: str | None = None
+    evidence_s3_access_key_id: str | None = None
+    evidence_s3_secret_access_key: SecretStr | None = None
+    # Object lock on every stored blob; None only for buckets without object lock.
+    evidence_s3_lock_mode: Literal["COMPLIANCE", "GOVERNANCE"] | None = "COMPLIANCE"
     db_pool_size: int = Field(default=10, ge=1)
     db_pool_max_overflow: int = Field(default=10, ge=0)
     db_statement_timeout_ms: int = Field(default=15_000, ge=0)
+    # Seconds between audit sealing passes in each server process (0: never; then run
+    # `firemode audit seal --loop`). Passes never overlap across processes.
+    audit_seal_interval_seconds: float = Field(default=1.0, ge=0, le=3600)
+    # Webhook deliveries (``firemode worker``): attempts before a delivery is dead-lettered,
+    # exponential backoff with jitter between attempts, the receiver's time to answer, and
+    # how long a worker holds a delivery it is sending (longer than the timeout).
+    webhook_max_attempts: int = Field(default=8, ge=1, le=50)
+    webhook_backoff_base_seconds: float = Field(default=10.0, gt=0)
+    webhook_backoff_max_seconds: float = Field(default=3600.0, gt=0)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    webhook_lease_seconds: float = Field(default=60.0, gt=0)
+    worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    worker_batch_size: int = Field(default=50, ge=1, le=1000)
+    # The worker serves its Prometheus metrics on this port when set.
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    # The service schedule: "today" for due / overdue is taken in this time zone; occurrences
+    # are materialised from this many days back (windows ending earlier are history) to
+    # this many days ahead (the daily ``firemode schedule sweep`` moves it forward).
+    schedule_timezone: str = "Australia/Sydney"
+    schedule_lookback_days: int = Field(default=366, ge=0, le=3660)
+    schedule_horizon_days: int = Field(default=731, ge=31, le=3660)
+    # The offline bundle's hard cap, compressed; over it the client must ask for a subset.
+    max_bundle_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     log_level: str = "INFO"
     host: str = "127.0.0.1"
     port: int = 8080
+
+    @field_validator("evidence_s3_lock_mode", mode="before")
+    @classmethod
+    def _no_lock(cls, value: object) -> object:
+        return None if value in ("", "none", "NONE") else value
 
     @model_validator(mode="after")
     def _production_guards(self) -> Settings:
@@ -86,6 +130,14 @@ class Settings(BaseSettings):
             raise SettingsError(
                 f"FIREMODE_ENV=production needs FIREMODE_JWT_SECRET of at least "
                 f"{MIN_SECRET_BYTES} bytes"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _webhook_lease_outlives_a_request(self) -> Settings:
+        if self.webhook_lease_seconds <= self.webhook_timeout_seconds:
+            raise SettingsError(
+                "FIREMODE_WEBHOOK_LEASE_SECONDS must exceed FIREMODE_WEBHOOK_TIMEOUT_SECONDS"
             )
         return self
 

@@ -14,6 +14,7 @@ from typing import NoReturn
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from src.app.core import audit
 from src.app.core.clock import utc_now
 from src.app.core.errors import ApiError
 from src.app.core.settings import Settings
@@ -90,6 +91,15 @@ async def log_in(
     if new_hash is not None:
         user.password_hash = new_hash  # the hashing parameters changed since it was set
     issued = start_session(db, settings, user, now=utc_now())
+    await audit.record(
+        db,
+        organisation_id=user.organisation_id,
+        actor=audit.Actor.user(user.id),
+        action="auth.login",
+        subject_type="user",
+        subject_id=user.id,
+        payload={"jti": issued.access.claims.jti, "client": client},
+    )
     await db.commit()
     logger.info("login succeeded", extra={"user_id": str(user.id), "client": client})
     return issued
@@ -170,6 +180,15 @@ async def _reuse_detected(
             "refresh token reuse: family revoked in the database only (redis unavailable)",
             extra={"user_id": str(user[1]), "family_id": str(family_id)},
         )
+    await audit.record(
+        db,
+        organisation_id=user[0],
+        actor=audit.SYSTEM,
+        action="auth.refresh_reuse_revoked",
+        subject_type="user",
+        subject_id=user[1],
+        payload={"family_id": family_id, "access_tokens_revoked": len(entries)},
+    )
     await db.commit()
     logger.warning(
         "refresh token reuse detected: family revoked",
@@ -208,6 +227,14 @@ async def log_out(
     )
     entries = await revoke_families(
         db, families, now=now, user=user, revoked_by=principal.user_id, reason="logout"
+    )
+    await audit.record_by(
+        db,
+        principal,
+        "auth.logout",
+        "user",
+        principal.user_id,
+        {"jti": principal.jti, "families_revoked": len(families)},
     )
     await publish_or_503(db, checker, tokens=[current, *entries])
     await db.commit()

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from src.app.core import audit
 from src.app.core.clock import utc_now
 from src.app.core.errors import ApiError
 from src.app.core.settings import Settings
@@ -81,6 +82,9 @@ async def revoke_user(
     record = await revoke_all_tokens(
         db, settings, user, now=now, revoked_by=principal.user_id, reason=reason
     )
+    await audit.record_by(
+        db, principal, "auth.all_tokens_revoked", "user", user.id, {"reason": reason}
+    )
     await publish_or_503(db, checker, users=[user])
     return record
 
@@ -118,6 +122,9 @@ async def revoke_token(
         user=user_ref,
         revoked_by=principal.user_id,
         reason=reason,
+    )
+    await audit.record_by(
+        db, principal, "auth.token_revoked", "user", row.user_id, {"jti": jti, "reason": reason}
     )
     await publish_or_503(db, checker, tokens=[target, *entries])
     created = await revocation_by_jti(db, principal, jti)

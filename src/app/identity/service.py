@@ -16,6 +16,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from src.app.core import audit
 from src.app.core.settings import Settings
 from src.app.core.tenancy import Role
 from src.app.identity.models import Organisation, RefreshToken, RevokedToken, User
@@ -53,9 +54,12 @@ async def create_user(
     email: str,
     password_hash: str,
     role: Role,
+    actor: audit.Actor = audit.SYSTEM,
 ) -> User:
     """Adds and flushes a user (``email`` already normalised; the password hashed with
-    ``hash_password`` beforehand, outside any write transaction). Raises EmailTaken."""
+    ``hash_password`` beforehand, outside any write transaction), and its audit entry
+    (``actor`` created it: a CLI command or the demo seed when not said). Raises
+    EmailTaken."""
     if await find_user_by_email(db, email) is not None:
         raise EmailTaken(email)
     user = User(
@@ -71,6 +75,15 @@ async def create_user(
         await db.flush()
     except IntegrityError as exc:  # a concurrent create of the same email won
         raise EmailTaken(email) from exc
+    await audit.record(
+        db,
+        organisation_id=organisation_id,
+        actor=actor,
+        action="user.created",
+        subject_type="user",
+        subject_id=user.id,
+        payload={"email": email, "role": role.value},
+    )
     return user
 
 

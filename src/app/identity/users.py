@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from src.app.core import audit
 from src.app.core.clock import utc_now
 from src.app.core.errors import ApiError
 from src.app.core.settings import Settings
@@ -51,6 +52,7 @@ async def create(
             email=email,
             password_hash=password_hash,
             role=role,
+            actor=audit.Actor.of(principal),
         )
     except EmailTaken as exc:
         raise ApiError(409, EMAIL_TAKEN) from exc
@@ -133,6 +135,20 @@ async def update(
             revoked_by=principal.user_id,
             reason="user deactivated" if deactivate else "role changed",
         )
+    await audit.record_by(
+        db,
+        principal,
+        "user.updated",
+        "user",
+        user.id,
+        {
+            "changes": {
+                **({"role": user.role} if role_changed else {}),
+                **({"is_active": user.is_active} if deactivate or reactivate else {}),
+            },
+            "tokens_revoked": role_changed or deactivate,
+        },
+    )
     # Reactivation too: Redis must not keep saying "inactive" after the database says not.
     await publish_or_503(db, checker, users=[user])
     await db.commit()

@@ -25,6 +25,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from src.app.core import audit
 from src.app.core.clock import utc_now
 from src.app.core.errors import ApiError, FieldError
 from src.app.core.settings import Settings
@@ -194,7 +195,7 @@ async def _create_draft(conn: AsyncConnection, principal: Principal, session_id:
     # creation race-safe, and leaves another organisation's session with this id alone.
     now = utc_now()
     insert_ = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    await conn.execute(
+    created = await conn.scalar(
         insert_(_SESSIONS)
         .values(
             id=session_id,
@@ -213,7 +214,18 @@ async def _create_draft(conn: AsyncConnection, principal: Principal, session_id:
             updated_at=now,
         )
         .on_conflict_do_nothing(index_elements=["id"])
+        .returning(_S.id)
     )
+    if created is not None:
+        await audit.record_by(
+            conn,
+            principal,
+            "test_session.created",
+            "test_session",
+            session_id,
+            {"status": SessionStatus.draft.value, "created_by_results_sync": True},
+            now=now,
+        )
 
 
 async def _known_op_ids(conn: AsyncConnection, session_id: uuid.UUID, ids: list[str]) -> set[str]:
@@ -314,6 +326,21 @@ async def submit_results(
                 "size": size,
                 "now": now,
             },
+        )
+        await audit.record_by(
+            conn,
+            principal,
+            "results.accepted",
+            "test_session",
+            session_id,
+            {
+                "op_ids": [op.op_id for op in fresh],
+                "version": version,
+                "applied": len(fresh),
+                "duplicates": duplicates,
+                "device_id": device_id,
+            },
+            now=now,
         )
     return Submitted(
         session_id=session_id,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -36,6 +36,10 @@ class TestSession(IdentifiedMixin, Base):
     frequency: Mapped[str | None] = mapped_column(String(32), default=None)
     scheduled_for: Mapped[date | None] = mapped_column(default=None)
     status: Mapped[str] = mapped_column(String(16), default=SessionStatus.draft.value)
+    # When it moved to in_progress (the rule versions published by then apply to it) and
+    # to completed. Null before that, and for sessions that moved before these existed.
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    completed_at: Mapped[datetime | None] = mapped_column(default=None)
     created_by: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), default=None
     )

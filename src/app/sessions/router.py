@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
 from src.app.buildings.models import Building
+from src.app.core import audit
+from src.app.core.clock import utc_now
 from src.app.core.database import get_db
 from src.app.core.errors import ApiError, FieldError, error_responses
 from src.app.core.idempotency import (
@@ -28,6 +30,7 @@ from src.app.core.responses import json_response
 from src.app.core.tenancy import Principal, get_owned
 from src.app.core.transactions import begin_write
 from src.app.identity.dependencies import require_reader, require_writer
+from src.app.sessions.hooks import run_completion_hooks, run_creation_hooks
 from src.app.sessions.models import SessionStatus, TestSession
 from src.app.sessions.queries import SESSIONS_ENDPOINT, SessionFilters, list_sessions
 from src.app.sessions.schemas import SessionCreate, SessionOut, SessionUpdate
@@ -60,7 +63,9 @@ Changes the name, schedule, frequency or building, and moves the status one step
 `draft → scheduled → in_progress → completed`. Sending the current status is a no-op.
 An illegal transition is 409, and the message names the allowed next status. A session
 leaves `draft` only once it has a building. A completed session is locked: every PATCH
-(and every results submission) is 409.
+(and every results submission) is 409. Moving to `in_progress` records `started_at` (the
+rule versions published by then apply to its evaluation); moving to `completed` records
+`completed_at` and, in the same transaction, raises the defects its evaluation implies.
 """
 
 
@@ -75,6 +80,27 @@ async def _find_session_for_create(db: AsyncSession, session_id: uuid.UUID) -> T
     )
     found: TestSession | None = (await db.execute(statement)).scalar_one_or_none()
     return found
+
+
+async def _record_created(
+    db: AsyncSession, principal: Principal, created: TestSession, *, adopted: bool
+) -> None:
+    await audit.record_by(
+        db,
+        principal,
+        "test_session.created",
+        "test_session",
+        created.id,
+        {
+            "building_id": created.building_id,
+            "session_name": created.session_name,
+            "frequency": created.frequency,
+            "scheduled_for": created.scheduled_for,
+            "status": created.status,
+            # The placeholder results sync made, completed by this request.
+            "adopted_placeholder": adopted,
+        },
+    )
 
 
 async def _create(
@@ -96,6 +122,8 @@ async def _create(
         )
         db.add(created)
         await db.flush()
+        await _record_created(db, principal, created, adopted=False)
+        await run_creation_hooks(db, created, body.routine_pairs())
         return created, 201
     if existing.organisation_id != principal.organisation_id:
         raise ApiError(409, f"The test session id {session_id} is not available; choose another")
@@ -108,6 +136,8 @@ async def _create(
         if existing.created_by is None:
             existing.created_by = principal.user_id
         await db.flush()
+        await _record_created(db, principal, existing, adopted=True)
+        await run_creation_hooks(db, existing, body.routine_pairs())
         return existing, 201
     if body.same_as(existing):
         return existing, 200
@@ -244,8 +274,33 @@ async def update_session(
         changes["status"] = target.value
     if changes.get("frequency") is not None:
         changes["frequency"] = changes["frequency"].value
+    completing = changes.get("status") == SessionStatus.completed.value
+    if changes.get("status") == SessionStatus.in_progress.value and current is not (
+        SessionStatus.in_progress
+    ):
+        changes["started_at"] = utc_now()
+    elif completing:
+        changes["completed_at"] = utc_now()
+    changed = {k: v for k, v in changes.items() if getattr(test_session, k) != v}
     for name, value in changes.items():
         setattr(test_session, name, value)
+    if changed:
+        # One entry per request: a status change is what an auditor looks for.
+        status_changed = "status" in changed
+        await audit.record_by(
+            db,
+            principal,
+            "test_session.status_changed" if status_changed else "test_session.updated",
+            "test_session",
+            test_session.id,
+            {
+                **({"from": current.value, "to": changed["status"]} if status_changed else {}),
+                "changes": changed,
+            },
+        )
+    if completing:
+        await db.flush()
+        await run_completion_hooks(db, test_session, principal)
     try:
         await db.commit()
     except IntegrityError as exc:  # the new building was deleted meanwhile

@@ -8,13 +8,20 @@ from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 
-from src.app.core.schemas import RequestModel, ResourceModel
+from src.app.core.schemas import RequestModel, ResourceModel, UTCTimestamp
 from src.app.rules.frequency import Frequency
 from src.app.sessions.models import SessionStatus, TestSession
 
 SessionName = Annotated[str, Field(min_length=1, max_length=200)]
 FREQUENCY_DESCRIPTION = "Service interval (AS 1851): " + ", ".join(f.value for f in Frequency)
 SCHEDULED_FOR_DESCRIPTION = "The day the visit is planned for (YYYY-MM-DD)."
+
+
+class RoutineRef(RequestModel):
+    asset_id: uuid.UUID = Field(description="An asset of the session's building.")
+    rule_code: str = Field(
+        min_length=1, max_length=64, description="A rule of the catalogue that applies to it."
+    )
 
 
 class SessionCreate(RequestModel):
@@ -29,6 +36,20 @@ class SessionCreate(RequestModel):
     session_name: SessionName
     frequency: Frequency | None = Field(default=None, description=FREQUENCY_DESCRIPTION)
     scheduled_for: date | None = Field(default=None, description=SCHEDULED_FOR_DESCRIPTION)
+    routines: list[RoutineRef] = Field(
+        default_factory=list,
+        max_length=10_000,
+        description=(
+            "The routines (asset, rule) this visit covers, e.g. taken from the due list, so "
+            "every device knows what to test; completing the session marks them done. "
+            "Empty: a session with a `frequency` covers every routine of its building up to "
+            "that frequency. Recorded when the session is created (201); not compared when "
+            "the same id is sent again."
+        ),
+    )
+
+    def routine_pairs(self) -> list[tuple[uuid.UUID, str]]:
+        return [(r.asset_id, r.rule_code) for r in self.routines]
 
     def same_as(self, existing: TestSession) -> bool:
         """Whether ``existing`` already holds exactly what this body asks for."""
@@ -76,6 +97,14 @@ class SessionOut(ResourceModel):
     scheduled_for: date | None = Field(description=SCHEDULED_FOR_DESCRIPTION)
     status: SessionStatus
     created_by: uuid.UUID | None = Field(description="The user who created the session.")
+    started_at: UTCTimestamp | None = Field(
+        default=None,
+        description="When it moved to `in_progress`; the rule versions published by then "
+        "are the ones its results are evaluated against.",
+    )
+    completed_at: UTCTimestamp | None = Field(
+        default=None, description="When it moved to `completed`."
+    )
 
     @classmethod
     def of(cls, test_session: TestSession) -> SessionOut:

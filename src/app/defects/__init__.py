@@ -1,0 +1,1 @@
+"""Defects: what a service found wrong, and its life until a repair is verified."""

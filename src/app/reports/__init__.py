@@ -1,0 +1,1 @@
+"""Reports: the yearly condition report (JSON and PDF) and the logbook export."""

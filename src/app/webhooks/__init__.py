@@ -1,0 +1,1 @@
+"""Webhooks: subscriptions to outbox events, and their signed, retried deliveries."""
