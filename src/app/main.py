@@ -56,6 +56,10 @@ REPLAYED_HEADER = {
 }
 
 
+# Printable ASCII (a quoted structured-field string is printable ASCII too).
+IDEMPOTENCY_KEY_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 257, "pattern": "^[ -~]+$"}
+
+
 def operation_id(route: APIRoute) -> str:
     """The route's name: its function's name unless the route passes ``name=``. Short and
     stable, so generated clients read like the API (``create_building``)."""
@@ -66,20 +70,21 @@ def _uses(dependant: Dependant, call: object) -> bool:
     return dependant.call is call or any(_uses(sub, call) for sub in dependant.dependencies)
 
 
-def _require_idempotency_keys(schema: dict[str, Any], routes: list[Any]) -> None:
-    """Routes depending on ``idempotency_required`` mark the header ``required: true``
-    (it is declared optional so that a missing key is our 400, not a generic 422)."""
+def _describe_idempotency_keys(schema: dict[str, Any], routes: list[Any]) -> None:
+    """The ``Idempotency-Key`` header as the server enforces it, ``required: true`` on
+    routes depending on ``idempotency_required`` (the dependency declares it optional so
+    that a missing key is our 400, not a generic 422)."""
     for context in iter_route_contexts(routes):
         route = context.original_route
-        if not isinstance(route, APIRoute) or not _uses(route.dependant, idempotency_required):
+        if not isinstance(route, APIRoute):
             continue
+        required = _uses(route.dependant, idempotency_required)
         path_item = schema.get("paths", {}).get(context.path_format or "", {})
         for method in context.methods or ():
             for parameter in path_item.get(method.lower(), {}).get("parameters", []):
                 if parameter.get("in") == "header" and parameter.get("name") == IDEMPOTENCY_HEADER:
-                    parameter["required"] = True
-                    # Only a string is a key; FastAPI's "or null" is for our own 400.
-                    parameter["schema"] = {"type": "string", "minLength": 1, "maxLength": 255}
+                    parameter["required"] = required
+                    parameter["schema"] = IDEMPOTENCY_KEY_SCHEMA
 
 
 def _describe_errors(schema: dict[str, Any]) -> dict[str, Any]:
@@ -187,7 +192,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 description=app.description,
                 routes=app.routes,
             )
-            _require_idempotency_keys(schema, app.routes)
+            _describe_idempotency_keys(schema, app.routes)
             app.openapi_schema = _describe_errors(schema)
         return app.openapi_schema
 
