@@ -87,8 +87,8 @@ def maintenance_purge() -> None:
     async def run() -> dict[str, int]:
         database = Database(settings.database_url)
         try:
-            async with database.sessionmaker() as session:
-                return await purge_expired(session, settings, utc_now())
+            async with database.sessionmaker() as db:
+                return await purge_expired(db, settings, utc_now())
         finally:
             await database.dispose()
 

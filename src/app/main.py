@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi_offline import FastAPIOffline
 
 from src.app.core.database import Database
 from src.app.core.errors import (
@@ -38,6 +39,8 @@ FireMode members `transaction_id`, `error_code` (`FIRE-<status>`), `message` and
 `retryable`; validation errors list each problem in `errors` with a JSON Pointer.
 Every response carries `X-Transaction-ID`. Lists are cursor-paginated, newest first.
 """
+
+DOCS_ASSETS_URL = "/docs-assets"
 
 # Documented on every operation; routes add their own specific statuses.
 COMMON_ERROR_STATUSES = (404, 422, 500, 503)
@@ -164,12 +167,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await database.dispose()
         await revocation_checker.aclose()
 
-    app = FastAPI(
+    # /docs and /redoc load Swagger UI and ReDoc from the installed package, not a CDN:
+    # sites without internet access (plant rooms, closed networks) still get the pages.
+    app = FastAPIOffline(
         title="FireMode API",
         version="1.0.0",
         description=API_DESCRIPTION,
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
+        static_url=DOCS_ASSETS_URL,
+        # No online validator badge (it would call validator.swagger.io).
+        swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.settings = settings
     app.state.database = database
