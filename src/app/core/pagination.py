@@ -1,4 +1,4 @@
-"""FR-7: the one pagination helper. Keyset on ``created_at DESC, id DESC``, newest first.
+"""The one pagination helper. Keyset on ``created_at DESC, id DESC``, newest first.
 
 Every list endpoint takes ``params: PageParams = Depends(page_params)``, builds its scoped
 and filtered ``select(Model)``, and hands it to ``paginate`` with the endpoint's name and

@@ -1,4 +1,4 @@
-"""The revocation check every authenticated request passes through (Task 1.2).
+"""The revocation check every authenticated request passes through.
 
 The database is the record (the ``revoked_tokens`` list, ``users.is_active`` and
 ``users.tokens_valid_after``). With ``FIREMODE_REDIS_URL`` set, every revocation is also

@@ -1,4 +1,4 @@
-"""Test sessions (CONTRACT section 6): one visit to a building to service its equipment.
+"""Test sessions: one visit to a building to service its equipment.
 
 Admins and technicians create and update sessions; viewers read. Sessions are scoped to the
 caller's organisation: another organisation's session is a 404.
