@@ -4,7 +4,6 @@ and the last-resort 500/503 that never shows a traceback to the client."""
 from __future__ import annotations
 
 import logging
-import re
 import time
 import uuid
 from typing import Any
@@ -25,10 +24,9 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # Deeper JSON is refused (400) before it is parsed: nobody's record is 64 levels deep, and
 # the parser recurses once per level.
 MAX_JSON_DEPTH = 64
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+# Kept from the body for the depth check: quotes and brackets; strings are then cut out.
+_KEEP_FOR_DEPTH = bytes(set(range(256)) - set(b'"[]{}'))
 _OPEN_CLOSE = bytes.maketrans(b"[]{}", b"()()")
-_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
-_INNERMOST = re.compile(rb"\(\)")
 
 
 class BodyTooLarge(StarletteHTTPException):
@@ -50,13 +48,18 @@ def _parse_transaction_id(raw: bytes | None) -> str:
 def json_too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     """Whether the JSON text nests arrays/objects deeper than ``limit``, without parsing.
 
-    Strings are cut out, the brackets kept, and innermost pairs peeled ``limit`` times:
-    a handful of passes in C over what is usually a short bracket string."""
-    brackets = _JSON_STRING.sub(b"", body).translate(_OPEN_CLOSE, _NOT_BRACKETS)
+    A few passes in C: escaped backslashes and quotes go, then everything but quotes and
+    brackets, then the (now bracket-free) strings; innermost bracket pairs are peeled
+    until none is left or ``limit`` levels were."""
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False
+    skeleton = body.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _KEEP_FOR_DEPTH)
+    # Quotes now come in pairs around bracket-only strings: keep what lies between pairs.
+    brackets = b"".join(skeleton.split(b'"')[::2]).translate(_OPEN_CLOSE)
     if brackets.count(b"(") <= limit:
         return False
     for peeled_levels in range(limit):
-        peeled = _INNERMOST.sub(b"", brackets)
+        peeled = brackets.replace(b"()", b"")
         if not peeled:
             return False
         if peeled == brackets:  # unbalanced (broken JSON): count what is still open
