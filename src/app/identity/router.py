@@ -243,6 +243,7 @@ async def me(
 
 @users_router.post(
     "",
+    name="create_user",
     response_model=UserOut,
     status_code=201,
     summary="Create a user in the caller's organisation",
