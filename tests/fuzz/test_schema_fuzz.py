@@ -33,7 +33,7 @@ from src.app.identity.tokens import issue_access_token
 from src.app.main import create_app
 from tests.conftest import Tenant
 
-EXAMPLES_PER_OPERATION = 30
+EXAMPLES_PER_OPERATION = 25
 ENVELOPE = {"type", "title", "status", "detail", "instance", "transaction_id"} | {
     "error_code",
     "message",
