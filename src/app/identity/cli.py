@@ -134,8 +134,8 @@ def demo_reset() -> None:
 
 
 RECOVER_HINT = (
-    "Demo passwords lost? `make demo-reset` (or `firemode demo reset`) sets new ones "
-    "and prints them."
+    "Demo passwords lost? `make demo-reset` (or `.venv/bin/firemode demo reset`) sets new "
+    "ones and prints them."
 )
 
 
@@ -144,7 +144,10 @@ def _print_credentials(credentials: list[demo.DemoCredentials]) -> None:
         note = "" if entry.is_active else "  (deactivated)"
         typer.echo(f"  {entry.role:<10}  {entry.email:<36}  {entry.password}{note}")
     typer.echo("Log in with POST /v1/auth/login, then Authorize in /docs with the access token.")
-    typer.echo("They are shown only now; `firemode demo reset` sets and prints new ones.")
+    typer.echo(
+        "They are shown only now; `make demo-reset` (or `.venv/bin/firemode demo reset`) "
+        "sets and prints new ones."
+    )
 
 
 async def _with_db(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
