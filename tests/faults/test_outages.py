@@ -27,6 +27,7 @@ from src.app.core.tenancy import Role
 from src.app.identity.models import Organisation, User
 from src.app.identity.passwords import hash_password_sync
 from src.app.identity.tokens import issue_access_token
+from src.app.main import create_app
 from tests.faults.servers import FireModeServer, OwnPostgres, OwnRedis
 
 pytestmark = pytest.mark.postgres
@@ -371,3 +372,32 @@ async def test_redis_dies_and_comes_back_revocations_hold(stack: Stack) -> None:
     assert set(never_revoked) == {200}
     assert 500 not in statuses and None not in statuses
     assert logout_statuses[503] > 0  # the write refused while Redis was away
+
+
+async def test_after_a_restart_the_pool_costs_one_failed_request_not_one_per_connection(
+    stack: Stack,
+) -> None:
+    """Five pooled connections, all dead after a quiet restart: the first request finds
+    one dead and answers 503, which invalidates the whole pool; the next ones connect
+    afresh. (Without pool invalidation each dead connection would cost a request.)"""
+    people = await seed(stack.postgres.url, 1)
+    app = create_app(Settings(database_url=stack.postgres.url, jwt_secret=SECRET))
+    headers = {"Authorization": f"Bearer {people.token(people.technicians[0])}"}
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            # Five requests at once open five connections; they go back to the pool.
+            warm = await asyncio.gather(
+                *(client.get("/v1/users/me", headers=headers) for _ in range(5))
+            )
+            assert [r.status_code for r in warm] == [200] * 5
+            assert app.state.database.engine.pool.checkedin() == 5
+            await asyncio.to_thread(stack.postgres.stop, "fast")
+            await asyncio.to_thread(stack.postgres.start)
+            statuses = [
+                (await client.get("/v1/users/me", headers=headers)).status_code for _ in range(6)
+            ]
+    finally:
+        await app.state.database.dispose()
+    print(f"\nfaults/pool: after a quiet restart, statuses {statuses}")
+    assert statuses == [503, 200, 200, 200, 200, 200]
