@@ -10,12 +10,15 @@ server accepted. Bounded: a fixed number of examples per operation, no shrinking
 from __future__ import annotations
 
 import time
+import traceback
 import uuid
 from collections import Counter
 from typing import Any
 
+import pytest
 import schemathesis
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
@@ -27,7 +30,13 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from src.app.core.errors import PROBLEM_CONTENT_TYPE
+from src.app.core.errors import (
+    PROBLEM_CONTENT_TYPE,
+    ApiError,
+    error_responses,
+    install_error_handlers,
+)
+from src.app.core.middleware import RequestContextMiddleware
 from src.app.core.settings import Settings
 from src.app.identity.tokens import issue_access_token
 from src.app.main import create_app
@@ -83,19 +92,51 @@ def _without_lifespan(app: FastAPI) -> Any:
     return asgi
 
 
+def fuzz_app(
+    app: Any, headers_for: Any, *, examples: int = EXAMPLES_PER_OPERATION
+) -> tuple[int, Counter[int]]:
+    """Fuzzes every operation of ``app``'s schema; raises on the first failed check.
+    ``headers_for(operation)`` gives the Authorization header. Returns (operations,
+    statuses seen)."""
+    schema = schemathesis.openapi.from_asgi("/openapi.json", _without_lifespan(app))
+    statuses: Counter[int] = Counter()
+    operations = 0
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        operations += 1
+        # The Authorization header is fixed (never mutated): it is ours, not generated.
+        fixed = headers_for(operation)
+        strategy = st.one_of(
+            operation.as_strategy(generation_mode=mode, headers=fixed)
+            for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE)
+        )
+
+        @given(case=strategy)
+        @settings(
+            max_examples=examples,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+        def fuzz(case: Any) -> None:
+            headers = {**headers_for(case.operation), "X-Transaction-ID": str(uuid.uuid4())}
+            response = case.call_and_validate(headers=headers, checks=CHECKS)
+            statuses[response.status_code] += 1
+
+        fuzz()
+    return operations, statuses
+
+
 async def test_fuzz_every_operation(make_tenant: Any, app: FastAPI) -> None:
     # The calls below block this event loop: the app under test runs on schemathesis'
     # own event loop thread, with an engine of its own created there.
     tenant: Tenant = await make_tenant()
-    # An app of its own: its engine is created lazily on schemathesis' event loop thread.
-    fuzz_app = create_app(Settings())
-    fuzz_app.dependency_overrides.update(app.dependency_overrides)
-    schema = schemathesis.openapi.from_asgi("/openapi.json", _without_lifespan(fuzz_app))
-    settings_: Settings = fuzz_app.state.settings
+    under_test = create_app(Settings())
+    under_test.dependency_overrides.update(app.dependency_overrides)
+    settings_: Settings = under_test.state.settings
     admin = tenant.admin
-    statuses: Counter[int] = Counter()
-    operations = 0
-    started = time.perf_counter()
 
     def headers_for(operation: Any) -> dict[str, str]:
         token = admin.token
@@ -109,36 +150,53 @@ async def test_fuzz_every_operation(make_tenant: Any, app: FastAPI) -> None:
             ).token
         return {"Authorization": f"Bearer {token}"}
 
-    for result in schema.get_all_operations():
-        operation = result.ok()
-        operations += 1
-        # The Authorization header is fixed (never mutated): it is ours, not generated.
-        fixed = {"Authorization": f"Bearer {admin.token}"}
-        strategy = st.one_of(
-            operation.as_strategy(generation_mode=mode, headers=fixed)
-            for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE)
-        )
-
-        @given(case=strategy)
-        @settings(
-            max_examples=EXAMPLES_PER_OPERATION,
-            deadline=None,
-            database=None,
-            derandomize=True,
-            phases=[Phase.explicit, Phase.generate],
-            suppress_health_check=list(HealthCheck),
-        )
-        def fuzz(case: Any) -> None:
-            headers = {**headers_for(case.operation), "X-Transaction-ID": str(uuid.uuid4())}
-            response = case.call_and_validate(headers=headers, checks=CHECKS)
-            statuses[response.status_code] += 1
-
-        fuzz()
+    started = time.perf_counter()
+    operations, statuses = fuzz_app(under_test, headers_for)
     elapsed = time.perf_counter() - started
-    total = sum(statuses.values())
     print(
-        f"\nfuzz: {operations} operations, {total} requests in {elapsed:.1f} s; "
-        f"statuses {dict(sorted(statuses.items()))}"
+        f"\nfuzz: {operations} operations, {sum(statuses.values())} requests in "
+        f"{elapsed:.1f} s; statuses {dict(sorted(statuses.items()))}"
     )
     assert operations >= 28
     assert not any(status >= 500 for status in statuses)
+
+
+def _probe_app(answer: Any) -> FastAPI:
+    """A one-route app (no database) whose route answers what ``answer`` makes."""
+    probe = FastAPI()
+    install_error_handlers(probe)
+    probe.add_middleware(RequestContextMiddleware, max_body_bytes=1024 * 1024)
+
+    @probe.get("/probe/{n}", responses=error_responses(404))
+    async def get_probe(n: int) -> dict[str, int]:
+        return answer(n)  # type: ignore[no-any-return]
+
+    return probe
+
+
+def _undocumented(n: int) -> dict[str, int]:
+    raise ApiError(418, "I am a teapot")
+
+
+def _bad_envelope(n: int) -> Any:
+    return JSONResponse({"oops": n}, status_code=404)
+
+
+def _wrong_shape(n: int) -> Any:
+    return JSONResponse({"n": str(n)})
+
+
+@pytest.mark.parametrize(
+    ("answer", "failure"),
+    [
+        (_undocumented, "Undocumented status code"),
+        (_bad_envelope, "Custom check failed: `problem_envelope`"),
+        (_wrong_shape, "Response violates schema"),
+    ],
+)
+def test_the_fuzzer_catches_what_it_is_meant_to(answer: Any, failure: str) -> None:
+    """The checks bite: an undocumented status, an error without the envelope and a
+    response breaking its schema each fail the run."""
+    with pytest.raises(BaseExceptionGroup) as caught:
+        fuzz_app(_probe_app(answer), lambda operation: {}, examples=5)
+    assert failure in "".join(traceback.format_exception(caught.value))
