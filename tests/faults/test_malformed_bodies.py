@@ -140,3 +140,30 @@ async def test_depth_at_the_limit_is_parsed(client: httpx.AsyncClient, make_tena
 )
 def test_depth_check(raw: bytes, deep: bool) -> None:
     assert json_too_deep(raw) is deep
+
+
+@pytest.mark.parametrize("value", ["0.0", "1700000000", "2026-1-5", "20260105"])
+async def test_dates_are_yyyy_mm_dd_and_nothing_else(
+    app: FastAPI, client: httpx.AsyncClient, make_tenant: Any, value: str
+) -> None:
+    """The schema says ``format: date``; a number is not read as a Unix timestamp."""
+    tenant: Tenant = await make_tenant()
+    listed = await client.get(
+        "/v1/tests/sessions", params={"date_to": value}, headers=tenant.admin.headers
+    )
+    body = assert_error(listed, 422)
+    assert [e.get("parameter") for e in body["errors"]] == ["date_to"]
+    building = await new_building(client, tenant.admin)
+    before = await _snapshot(app)
+    for raw in (value, float(value) if value.replace(".", "").isdigit() else value):
+        created = await client.post(
+            f"/v1/buildings/{building['id']}/assets",
+            json={"asset_type": "fire_extinguisher", "location": "Lobby", "installed_on": raw},
+            headers=tenant.admin.headers,
+        )
+        assert [e["pointer"] for e in assert_error(created, 422)["errors"]] == ["/installed_on"]
+    assert await _snapshot(app) == before
+    ok = await client.get(
+        "/v1/tests/sessions", params={"date_to": "2026-01-05"}, headers=tenant.admin.headers
+    )
+    assert ok.status_code == 200
