@@ -272,7 +272,9 @@ async def test_worker_kill_and_postgres_restart_under_load(stack: Stack) -> None
     during_outage = load.statuses(outage_started, ready_at)
     after_ready = load.statuses(ready_at)
     time_to_ready = ready_at - postgres_up
-    reasons = Counter(str(e.get("reason")) for e in stack.server.logged("database unavailable"))
+    reasons = Counter(
+        f"{e.get('reason')} ({e.get('error')})" for e in stack.server.logged("database unavailable")
+    )
     print(
         f"\nfaults/postgres: {len(load.records)} requests, {load.acks()} ops acknowledged by "
         f"{TABLETS} tablets on {SESSIONS} sessions; statuses {dict(all_statuses)}"
