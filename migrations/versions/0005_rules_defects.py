@@ -9,7 +9,7 @@ index on shipped rule codes (``organisation_id IS NULL``) is one autogenerate do
 compare.
 
 Revision ID: 0005_rules_defects
-Revises: 0002
+Revises: 0004_identity_hardening
 Create Date: 2026-12-02 17:58:51.907397
 """
 
@@ -21,7 +21,7 @@ from alembic import op
 import src.app.core.database
 
 revision: str = "0005_rules_defects"
-down_revision: str | None = "0002"
+down_revision: str | None = "0004_identity_hardening"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -11,17 +11,21 @@ from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi_offline import FastAPIOffline
 
 from src.app.audit.sealer import run_sealer
 from src.app.core.database import Database
 from src.app.core.errors import (
+    MALFORMED_BODY_DESCRIPTION,
     PROBLEM_CONTENT_TYPE,
     ErrorResponse,
     FieldError,
     install_error_handlers,
 )
+from src.app.core.idempotency import IDEMPOTENCY_HEADER, idempotency_required
 from src.app.core.logging import configure_logging
 from src.app.core.middleware import RequestContextMiddleware
 from src.app.core.settings import Settings, get_settings
@@ -58,6 +62,37 @@ REPLAYED_HEADER = {
 }
 
 
+# Printable ASCII (a quoted structured-field string is printable ASCII too).
+IDEMPOTENCY_KEY_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 257, "pattern": "^[ -~]+$"}
+
+
+def operation_id(route: APIRoute) -> str:
+    """The route's name: its function's name unless the route passes ``name=``. Short and
+    stable, so generated clients read like the API (``create_building``)."""
+    return route.name
+
+
+def _uses(dependant: Dependant, call: object) -> bool:
+    return dependant.call is call or any(_uses(sub, call) for sub in dependant.dependencies)
+
+
+def _describe_idempotency_keys(schema: dict[str, Any], routes: list[Any]) -> None:
+    """The ``Idempotency-Key`` header as the server enforces it, ``required: true`` on
+    routes depending on ``idempotency_required`` (the dependency declares it optional so
+    that a missing key is our 400, not a generic 422)."""
+    for context in iter_route_contexts(routes):
+        route = context.original_route
+        if not isinstance(route, APIRoute):
+            continue
+        required = _uses(route.dependant, idempotency_required)
+        path_item = schema.get("paths", {}).get(context.path_format or "", {})
+        for method in context.methods or ():
+            for parameter in path_item.get(method.lower(), {}).get("parameters", []):
+                if parameter.get("in") == "header" and parameter.get("name") == IDEMPOTENCY_HEADER:
+                    parameter["required"] = required
+                    parameter["schema"] = IDEMPOTENCY_KEY_SCHEMA
+
+
 def _describe_errors(schema: dict[str, Any]) -> dict[str, Any]:
     """Make the problem document the schema of every error response of every route."""
     components = schema.setdefault("components", {}).setdefault("schemas", {})
@@ -76,6 +111,9 @@ def _describe_errors(schema: dict[str, Any]) -> dict[str, Any]:
             statuses = set(COMMON_ERROR_STATUSES)
             if method in ("post", "put", "patch"):
                 statuses.update(BODY_ERROR_STATUSES)
+            takes_body = "requestBody" in operation
+            if takes_body:
+                statuses.add(400)
             if operation.get("security"):
                 statuses.update(AUTH_ERROR_STATUSES)
             responses = operation["responses"]
@@ -87,8 +125,11 @@ def _describe_errors(schema: dict[str, Any]) -> dict[str, Any]:
                 headers = dict(existing.get("headers", {}))
                 if status in RETRY_AFTER_STATUSES:
                     headers["Retry-After"] = RETRY_AFTER_HEADER
+                description = existing.get("description") or HTTPStatus(status).phrase
+                if status == 400 and takes_body:
+                    description = _with_malformed_body(description)
                 responses[str(status)] = {
-                    "description": existing.get("description") or HTTPStatus(status).phrase,
+                    "description": description,
                     "content": problem,
                     **({"headers": headers} if headers else {}),
                 }
@@ -97,6 +138,12 @@ def _describe_errors(schema: dict[str, Any]) -> dict[str, Any]:
                     if code.startswith("2"):
                         response.setdefault("headers", {})["Idempotent-Replayed"] = REPLAYED_HEADER
     return schema
+
+
+def _with_malformed_body(description: str) -> str:
+    if description == HTTPStatus.BAD_REQUEST.phrase:
+        return MALFORMED_BODY_DESCRIPTION
+    return f"{description}; or: {MALFORMED_BODY_DESCRIPTION}"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -141,6 +188,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         description=API_DESCRIPTION,
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
         static_url=DOCS_ASSETS_URL,
         # No online validator badge (it would call validator.swagger.io).
         swagger_ui_parameters={"validatorUrl": None},
@@ -161,14 +209,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = _describe_errors(
-                get_openapi(
-                    title=app.title,
-                    version=app.version,
-                    description=app.description,
-                    routes=app.routes,
-                )
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
             )
+            _describe_idempotency_keys(schema, app.routes)
+            app.openapi_schema = _describe_errors(schema)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

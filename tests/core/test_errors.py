@@ -100,14 +100,13 @@ async def test_validation_error_lists_json_pointers(probe_client: httpx.AsyncCli
     assert pointers == ["/count", "/x"]
 
 
-async def test_malformed_json_is_422_with_pointer(probe_client: httpx.AsyncClient) -> None:
+async def test_malformed_json_is_400_saying_so(probe_client: httpx.AsyncClient) -> None:
     response = await probe_client.post(
         "/probe/echo", content=b'{"name": ', headers={"content-type": "application/json"}
     )
-    body = assert_problem(response, 422, retryable=False)
-    assert body["errors"] == [
-        {"pointer": "", "detail": "The body is not valid JSON: Expecting value"}
-    ]
+    body = assert_problem(response, 400, retryable=False)
+    assert body["detail"] == "The request body is not valid JSON: Expecting value at character 9"
+    assert "errors" not in body
 
 
 @pytest.mark.parametrize(

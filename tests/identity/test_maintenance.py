@@ -36,7 +36,9 @@ async def test_purge_removes_only_what_has_expired(app, make_tenant):
         )
 
     old_key, new_key = f"email:old-{uuid.uuid4().hex}", f"email:new-{uuid.uuid4().hex}"
-    expired = [revoked(-timedelta(seconds=1)), refresh(-timedelta(seconds=1))]
+    # A revocation refuses its token until the decode leeway has passed too.
+    leeway = timedelta(seconds=settings.jwt_leeway_seconds)
+    expired = [revoked(-leeway - timedelta(seconds=1)), refresh(-timedelta(seconds=1))]
     live = [revoked(timedelta(minutes=5)), refresh(timedelta(days=1))]
     failures = [
         LoginFailure(throttle_key=old_key, created_at=now - timedelta(seconds=901)),

@@ -65,7 +65,7 @@ async def test_admin_creates_a_user_who_can_log_in(http: httpx.AsyncClient, make
 @pytest.mark.parametrize(
     ("body", "pointer"),
     [
-        ({"email": "a@b.example", "password": "eleven char", "role": "viewer"}, "/password"),
+        ({"email": "a@b.example", "password": "seven c", "role": "viewer"}, "/password"),
         ({"email": "not-an-email", "password": "long enough pw", "role": "viewer"}, "/email"),
         ({"email": "a@b.example", "password": "long enough pw", "role": "owner"}, "/role"),
         ({"email": "a@b.example", "password": "long enough pw"}, "/role"),

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import date
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, field_validator
 
 from src.app.buildings.models import Asset, AssetType, AustralianState, Building
-from src.app.core.schemas import RequestModel, ResourceModel
+from src.app.core.schemas import CalendarDate, RequestModel, ResourceModel
 
 # Free-form JSON objects are bounded, so one row cannot grow without limit.
 MAX_JSON_OBJECT_BYTES = 64 * 1024
@@ -109,7 +108,7 @@ class AssetCreate(RequestModel):
     asset_type: AssetType = Field(description=ASSET_TYPE_DESCRIPTION)
     location: Location = ""
     barcode: Barcode | None = None
-    installed_on: date | None = None
+    installed_on: CalendarDate | None = None
     attributes: JSONObject = Field(
         default_factory=dict,
         description="Free-form JSON object (at most 64 KiB), e.g. size, agent, make.",
@@ -124,7 +123,7 @@ class AssetUpdate(RequestModel):
     asset_type: AssetType | None = Field(default=None, description=ASSET_TYPE_DESCRIPTION)
     location: Location | None = None
     barcode: Barcode | None = None
-    installed_on: date | None = None
+    installed_on: CalendarDate | None = None
     attributes: JSONObject | None = None
 
     @field_validator("building_id", "asset_type", "location", "attributes", mode="before")
@@ -140,7 +139,7 @@ class AssetOut(ResourceModel):
     asset_type: AssetType = Field(description=ASSET_TYPE_DESCRIPTION)
     location: str
     barcode: str | None
-    installed_on: date | None
+    installed_on: CalendarDate | None
     attributes: dict[str, Any]
 
     @classmethod

@@ -22,6 +22,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from src.app.core.clock import utc_now
+from src.app.core.db_errors import install_disconnect_detection
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -97,17 +98,19 @@ def build_engine(
     connect_args: dict[str, Any] = {"timeout": 5, "command_timeout": 30}
     if statement_timeout_ms:
         connect_args["server_settings"] = {"statement_timeout": str(statement_timeout_ms)}
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=max_overflow,
-        # No pre-ping: it costs three round trips per checkout. A connection found dead
-        # mid-request is invalidated by SQLAlchemy and the request answers 503 (see
-        # core/middleware.py); recycling bounds how stale an idle one can get.
+        # No pre-ping: it costs a round trip per checkout. The first connection found dead
+        # answers 503 and invalidates the whole pool (core/db_errors.py), so an outage
+        # costs one failed request per process, not one per pooled connection.
         pool_recycle=1800,
         pool_timeout=10,
         connect_args=connect_args,
     )
+    install_disconnect_detection(engine)
+    return engine
 
 
 class Database:

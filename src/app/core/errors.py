@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
@@ -13,11 +14,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from src.app.core.db_errors import unavailable_reason
 from src.app.core.request_context import current_transaction_id
+
+logger = logging.getLogger("firemode.http")
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 ERROR_TYPE_BASE = "https://firemode.dev/errors/"
 RETRYABLE_STATUSES = frozenset({404, 408, 429, 500, 502, 503, 504})
+# A body that cannot be parsed at all is a 400 whose detail starts with this.
+MALFORMED_BODY_DETAIL_PREFIX = "The request body is"
+MALFORMED_BODY_DESCRIPTION = (
+    "Malformed body: not UTF-8, not JSON, or nested deeper than 64 levels "
+    "(a body that is JSON but breaks the schema is a 422)"
+)
 
 
 class FieldError(BaseModel):
@@ -148,11 +158,6 @@ def _validation_errors(exc: RequestValidationError) -> list[FieldError]:
         where = loc[0] if loc else "body"
         rest = [str(part).replace("~", "~0").replace("/", "~1") for part in loc[1:]]
         message = str(item.get("msg", "is invalid")).removeprefix("Value error, ")
-        if item.get("type") == "json_invalid":
-            # loc holds a character offset here, not a path: the problem is the whole body.
-            error = (item.get("ctx") or {}).get("error", "invalid JSON")
-            problems.append(FieldError(pointer="", detail=f"The body is not valid JSON: {error}"))
-            continue
         if where == "body":
             problems.append(
                 FieldError(pointer="/" + "/".join(rest) if rest else "", detail=message)
@@ -166,6 +171,13 @@ def _validation_errors(exc: RequestValidationError) -> list[FieldError]:
 
 async def _handle_api_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
+    if exc.status == 503 and exc.__cause__ is not None:
+        reason = unavailable_reason(exc.__cause__)
+        if reason is not None:  # the one log line of an outage's request (see middleware)
+            logger.warning(
+                "database unavailable",
+                extra={"reason": reason, "error": type(exc.__cause__).__name__},
+            )
     return problem_response(
         exc.status, exc.detail, retryable=exc.retryable, errors=exc.errors, headers=exc.headers
     )
@@ -173,6 +185,15 @@ async def _handle_api_error(_request: Request, exc: Exception) -> Response:
 
 async def _handle_validation(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
+    for item in exc.errors():
+        if item.get("type") == "json_invalid":
+            # The body is not JSON at all: nothing to point into (400, not 422).
+            error = (item.get("ctx") or {}).get("error", "invalid JSON")
+            position = item.get("loc", ("body", None))[-1]
+            where = f" at character {position}" if isinstance(position, int) else ""
+            return problem_response(
+                400, f"{MALFORMED_BODY_DETAIL_PREFIX} not valid JSON: {error}{where}"
+            )
     problems = _validation_errors(exc)
     detail = "The request is invalid: " + "; ".join(
         f"{p.pointer or p.parameter or p.header or '/'}: {p.detail}" for p in problems[:5]
@@ -184,6 +205,8 @@ _HTTP_DETAILS = {
     404: "No resource exists at this path",
     405: "This method is not allowed on this path",
 }
+# FastAPI's answer when parsing the body raised something other than a JSON error.
+_FASTAPI_BODY_ERROR = "There was an error parsing the body"
 
 
 async def _handle_http(request: Request, exc: Exception) -> Response:
@@ -192,6 +215,8 @@ async def _handle_http(request: Request, exc: Exception) -> Response:
     detail = exc.detail if isinstance(exc.detail, str) else None
     if status in _HTTP_DETAILS and detail == HTTPStatus(status).phrase:
         detail = _HTTP_DETAILS[status]
+    if status == 400 and detail == _FASTAPI_BODY_ERROR:
+        detail = f"{MALFORMED_BODY_DETAIL_PREFIX} not valid JSON"
     if status == 404 and detail == _HTTP_DETAILS[404]:
         detail = f"No resource exists at {request.url.path}"
     headers = dict(exc.headers or {})

@@ -327,6 +327,19 @@ class IdempotentRequest:
             raise
         return response
 
+    async def has_outcome(self, caller: Caller) -> bool:
+        """Whether ``run`` will replay a stored response (or refuse a different body)
+        without calling ``work``: a route may then skip costly preparation that only a
+        first request needs. A plain read; ``work`` must still cope if it runs after all."""
+        if self.key is None:
+            return False
+        existing = await self._find(caller)
+        return (
+            existing is not None
+            and existing.state == "completed"
+            and existing.expires_at > utc_now()
+        )
+
     def _scope(self, caller: Caller) -> tuple[str, str, str, str, str]:
         assert self.key is not None
         path = self.request.url.path

@@ -3,15 +3,32 @@
 from __future__ import annotations
 
 import math
+import re
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, field_validator
 
 from src.app.core.clock import to_rfc3339
 
 UTCTimestamp = Annotated[datetime, PlainSerializer(to_rfc3339, return_type=str, when_used="json")]
+
+_FULL_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _full_date_only(value: Any) -> Any:
+    # Pydantic would also take a number (or a numeric string) as a Unix timestamp; the
+    # schema says YYYY-MM-DD, and the server accepts exactly that.
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or not _FULL_DATE.match(value):
+        raise ValueError("must be a date written YYYY-MM-DD")
+    return value
+
+
+CalendarDate = Annotated[date, BeforeValidator(_full_date_only)]
+"""A date in and out as ``YYYY-MM-DD`` (RFC 3339 full-date), nothing else."""
 
 
 def storable_json_problem(value: Any, depth: int = 0) -> str | None:

@@ -40,10 +40,16 @@ class Settings(BaseSettings):
     # A refresh token presented again this soon after its rotation, whose successor is
     # still unused, is a client retry (lost response), not theft. 0 disables.
     refresh_reuse_grace_seconds: int = Field(default=30, ge=0, le=600)
-    login_max_failures: int = Field(default=5, ge=1)  # per email
-    # Per client address: many people may share one (an office behind NAT).
+    # Login throttling (docs/security.md): failures per (email, client address)...
+    login_max_failures: int = Field(default=5, ge=1)
+    # ...per client address: many people may share one (an office behind NAT)...
     login_max_failures_per_address: int = Field(default=50, ge=1)
     login_window_seconds: int = Field(default=15 * 60, ge=1)
+    # ...and per email from every address: past this many, a progressive delay (capped)
+    # for addresses that never logged in to the account.
+    login_email_free_failures: int = Field(default=10, ge=1)
+    login_email_max_delay_seconds: float = Field(default=10.0, ge=1, le=300)
+    login_known_address_days: int = Field(default=30, ge=1, le=366)
     max_concurrent_password_hashes: int = Field(default=4, ge=1)
     # Redis (revocation cache, login throttling): every key starts with this prefix.
     redis_key_prefix: str = Field(default="firemode:", min_length=1, max_length=100)
@@ -102,6 +108,8 @@ class Settings(BaseSettings):
     schedule_horizon_days: int = Field(default=731, ge=31, le=3660)
     # The offline bundle's hard cap, compressed; over it the client must ask for a subset.
     max_bundle_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    # When set, GET /metrics needs "Authorization: Bearer <this>".
+    metrics_token: SecretStr | None = Field(default=None, min_length=16)
     log_level: str = "INFO"
     host: str = "127.0.0.1"
     port: int = 8080

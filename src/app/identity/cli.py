@@ -20,7 +20,7 @@ from src.app.core.settings import Settings, get_settings
 from src.app.core.tenancy import Role
 from src.app.identity import demo
 from src.app.identity.models import Organisation, User
-from src.app.identity.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, hash_password
+from src.app.identity.passwords import PASSWORD_RULE, hash_password, new_password_problem
 from src.app.identity.schemas import valid_email
 from src.app.identity.service import EmailTaken, create_user, get_or_create_organisation
 
@@ -46,10 +46,9 @@ def _choose_password(given: str | None) -> str:
     password = given or os.environ.get(NEW_PASSWORD_ENV)
     if not password:
         password = str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
-    if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
-        raise _fail(
-            f"the password needs {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters", 2
-        )
+    problem = new_password_problem(password)
+    if problem is not None:
+        raise _fail(f"the password {problem} ({PASSWORD_RULE})", 2)
     return password
 
 

@@ -41,7 +41,8 @@ class RefreshToken(IdentifiedMixin, Base):
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     organisation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organisations.id"))
     family_id: Mapped[uuid.UUID] = mapped_column(index=True)
-    parent_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    # Indexed: a refresh retry looks up the successors of the token it presents.
+    parent_id: Mapped[uuid.UUID | None] = mapped_column(default=None, index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
@@ -79,6 +80,15 @@ class LoginFailure(IdentifiedMixin, Base):
     )
 
     throttle_key: Mapped[str] = mapped_column(String(400))
+
+
+class LoginKnownAddress(IdentifiedMixin, Base):
+    """A client address that logged in to an account: exempt from the account-wide
+    progressive delay (see identity/throttle.py). ``updated_at`` is the latest success."""
+
+    __tablename__ = "login_known_addresses"
+
+    pair_key: Mapped[str] = mapped_column(String(64), unique=True)
 
 
 # Keyset pagination of the users and revocations lists (organisation, created_at DESC,

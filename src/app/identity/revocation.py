@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -203,27 +204,43 @@ class RevocationChecker:
     # caller rolls back and answers 503, so that no revocation is seen by only some
     # processes (those asking the database) and missed by the others (trusting Redis).
 
-    async def publish_token(self, jti: str, expires_at: datetime) -> None:
-        """A revoked access token, kept until its own expiry (plus the decode leeway)."""
+    async def publish(
+        self, *, tokens: Iterable[tuple[str, datetime]] = (), users: Iterable[User] = ()
+    ) -> None:
+        """Write a batch of revocations in one round trip (one MULTI/EXEC pipeline):
+        revoked access tokens ``(jti, expires_at)``, kept until their own expiry plus the
+        decode leeway, and users' active flag and revoke-all time, versioned by
+        ``updated_at``."""
         store = self.redis
         if store is None:
             return
-        ttl_ms = self._ms_until(expires_at + timedelta(seconds=self._leeway()))
-        key = store.key("rtl", "jti", jti)
-        await self._write(store, lambda r: r.set(key, "1", px=ttl_ms))
+        token_writes = [
+            (store.key("rtl", "jti", jti), self._ms_until(expires_at + self._leeway_delta()))
+            for jti, expires_at in tokens
+        ]
+        horizon_ms = str(self._horizon_seconds() * 1000)
+        user_writes = [
+            (
+                self._user_key(store, user.id),
+                str(to_epoch_us(user.updated_at)),
+                encode_user_state(
+                    user.updated_at, UserState(user.is_active, user.tokens_valid_after)
+                ),
+            )
+            for user in users
+        ]
+        if not token_writes and not user_writes:
+            return
 
-    async def publish_user(self, user: User) -> None:
-        """The user's active flag and revoke-all time, versioned by ``updated_at``."""
-        store = self.redis
-        if store is None:
-            return
-        key = self._user_key(store, user.id)
-        value = encode_user_state(
-            user.updated_at, UserState(user.is_active, user.tokens_valid_after)
-        )
-        version = str(to_epoch_us(user.updated_at))
-        ttl_ms = str(self._horizon_seconds() * 1000)
-        await self._write(store, lambda r: r.eval(_SET_IF_NEWER, 1, key, version, value, ttl_ms))
+        async def write(redis: Redis) -> None:
+            async with redis.pipeline(transaction=True) as pipe:
+                for key, version, value in user_writes:
+                    pipe.eval(_SET_IF_NEWER, 1, key, version, value, horizon_ms)
+                for key, ttl_ms in token_writes:
+                    pipe.set(key, "1", px=ttl_ms)
+                await pipe.execute()
+
+        await self._write(store, write)
 
     async def _write(self, store: RedisStore, operation: Any) -> None:
         try:
@@ -308,6 +325,9 @@ class RevocationChecker:
 
     def _leeway(self) -> int:
         return self.settings.jwt_leeway_seconds if self.settings else 0
+
+    def _leeway_delta(self) -> timedelta:
+        return timedelta(seconds=self._leeway())
 
     def _horizon_seconds(self) -> int:
         ttl = self.settings.access_token_ttl_seconds if self.settings else 3600

@@ -44,10 +44,9 @@ async def publish(
     """Write revocations to Redis (when configured). Called inside the write transaction,
     before its commit, so that no process trusting Redis misses a committed revocation.
     Raises RedisUnavailable."""
-    for user in users:
-        await checker.publish_user(user)
-    for entry in tokens:
-        await checker.publish_token(entry.jti, entry.expires_at)
+    await checker.publish(
+        tokens=[(entry.jti, entry.expires_at) for entry in tokens], users=list(users)
+    )
 
 
 async def publish_or_503(

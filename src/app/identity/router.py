@@ -26,6 +26,7 @@ from src.app.core.tenancy import Principal, Role, get_owned
 from src.app.identity import auth, revocations, users
 from src.app.identity.dependencies import get_current_principal, require_admin, require_reader
 from src.app.identity.models import RevokedToken, User
+from src.app.identity.passwords import PASSWORD_RULE
 from src.app.identity.revocation import RevocationChecker, get_revocation_checker
 from src.app.identity.schemas import (
     LoginRequest,
@@ -242,11 +243,13 @@ async def me(
 
 @users_router.post(
     "",
+    name="create_user",
     response_model=UserOut,
     status_code=201,
     summary="Create a user in the caller's organisation",
     description="Emails are unique across FireMode, case-insensitively (login is by email "
-    "alone). Passwords need at least 12 characters. Honours `Idempotency-Key`.",
+    f"alone). Passwords: {PASSWORD_RULE}. Honours `Idempotency-Key` (a replay does not hash "
+    "the password again).",
     responses=error_responses(409, *IDEMPOTENCY_ERROR_STATUSES),
 )
 async def create_user_route(
@@ -256,9 +259,17 @@ async def create_user_route(
     db: AsyncSession = Depends(get_db),
     idempotency: IdempotentRequest = Depends(idempotency_optional),
 ) -> Response:
-    password_hash = await users.hash_new_password(request.app.state.settings, body.password)
+    settings = request.app.state.settings
+    # Hashed before the write transaction (a tenth of a second), unless this is a replay.
+    hashed = (
+        None
+        if await idempotency.has_outcome(principal)
+        else await users.hash_new_password(settings, body.password)
+    )
 
     async def work() -> Response:
+        # Hashed here only if the stored outcome expired between the check and now.
+        password_hash = hashed or await users.hash_new_password(settings, body.password)
         user = await users.create(
             db, principal=principal, email=body.email, password_hash=password_hash, role=body.role
         )

@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
 
 from src.app.core.schemas import RequestModel, ResourceModel, UTCTimestamp
 from src.app.core.tenancy import Role
 from src.app.identity.models import RevokedToken
-from src.app.identity.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+from src.app.identity.passwords import (
+    MAX_PASSWORD_LENGTH,
+    MIN_PASSWORD_LENGTH,
+    PASSWORD_RULE,
+    new_password_problem,
+)
 
 # Deliberately plain: one "@", no spaces, a dotted domain. Deliverability is not ours to
 # judge; uniqueness is, and that is case-insensitive (stored lower-cased).
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+
+
+# Request models strip surrounding whitespace from strings; a password keeps every
+# character its user typed (passwords.py normalises it to NFC, nothing else).
+RawPassword = Annotated[str, StringConstraints(strip_whitespace=False)]
 
 
 def normalise_email(value: str) -> str:
@@ -31,7 +41,7 @@ def valid_email(value: str) -> str:
 
 class LoginRequest(RequestModel):
     email: str = Field(min_length=1, max_length=320, examples=["admin@demo.firemode.example"])
-    password: str = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
+    password: RawPassword = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
 
 
 class RefreshRequest(RequestModel):
@@ -61,10 +71,10 @@ class UserOut(ResourceModel):
 
 class UserCreate(RequestModel):
     email: str = Field(max_length=320, examples=["technician@example.com"])
-    password: str = Field(
+    password: RawPassword = Field(
         min_length=MIN_PASSWORD_LENGTH,
         max_length=MAX_PASSWORD_LENGTH,
-        description=f"At least {MIN_PASSWORD_LENGTH} characters.",
+        description=PASSWORD_RULE.capitalize() + ".",
     )
     role: Role
 
@@ -72,6 +82,14 @@ class UserCreate(RequestModel):
     @classmethod
     def _email(cls, value: str) -> str:
         return valid_email(value)
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, value: str) -> str:
+        problem = new_password_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
 
 class UserUpdate(RequestModel):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hmac
 import os
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from pydantic import BaseModel
 
@@ -58,11 +59,34 @@ async def ready(database: Database = Depends(get_database)) -> ReadinessResponse
     return ReadinessResponse(status="ready", database="ok", schema_revision=",".join(sorted(heads)))
 
 
+def _require_metrics_token(request: Request) -> None:
+    """With ``FIREMODE_METRICS_TOKEN`` set, /metrics wants ``Authorization: Bearer <it>``."""
+    expected = request.app.state.settings.metrics_token
+    if expected is None:
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), expected.get_secret_value().encode()
+    ):
+        raise ApiError(
+            401,
+            "The metrics need Authorization: Bearer <FIREMODE_METRICS_TOKEN>",
+            headers={"WWW-Authenticate": 'Bearer realm="firemode-metrics"'},
+        )
+
+
 @router.get(
     "/metrics",
     summary="Prometheus metrics",
+    description="Open by default (bind the port privately), or, with "
+    "`FIREMODE_METRICS_TOKEN` set, only with `Authorization: Bearer <that token>` (401 "
+    "otherwise).",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"},
+        **error_responses(401),
+    },
+    dependencies=[Depends(_require_metrics_token)],
 )
 async def metrics() -> Response:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -7,7 +7,6 @@ caller's organisation: another organisation's session is a 404.
 from __future__ import annotations
 
 import uuid
-from datetime import date
 
 from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy import select
@@ -27,6 +26,7 @@ from src.app.core.idempotency import (
 )
 from src.app.core.pagination import Page, PageParams, page_params, paginate
 from src.app.core.responses import json_response
+from src.app.core.schemas import CalendarDate
 from src.app.core.tenancy import Principal, get_owned
 from src.app.core.transactions import begin_write
 from src.app.identity.dependencies import require_reader, require_writer
@@ -200,10 +200,10 @@ async def get_sessions(
         None, description="Only sessions in one of these statuses (repeat the parameter)."
     ),
     building_id: uuid.UUID | None = Query(None, description="Only sessions of this building."),
-    date_from: date | None = Query(
+    date_from: CalendarDate | None = Query(
         None, description="Only sessions scheduled on or after this day (scheduled_for)."
     ),
-    date_to: date | None = Query(
+    date_to: CalendarDate | None = Query(
         None, description="Only sessions scheduled on or before this day (scheduled_for)."
     ),
     params: PageParams = Depends(page_params),

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 
-from src.app.core.schemas import RequestModel, ResourceModel, UTCTimestamp
+from src.app.core.schemas import CalendarDate, RequestModel, ResourceModel, UTCTimestamp
 from src.app.rules.frequency import Frequency
 from src.app.sessions.models import SessionStatus, TestSession
 
@@ -35,7 +34,7 @@ class SessionCreate(RequestModel):
     building_id: uuid.UUID
     session_name: SessionName
     frequency: Frequency | None = Field(default=None, description=FREQUENCY_DESCRIPTION)
-    scheduled_for: date | None = Field(default=None, description=SCHEDULED_FOR_DESCRIPTION)
+    scheduled_for: CalendarDate | None = Field(default=None, description=SCHEDULED_FOR_DESCRIPTION)
     routines: list[RoutineRef] = Field(
         default_factory=list,
         max_length=10_000,
@@ -68,7 +67,7 @@ class SessionUpdate(RequestModel):
     session_name: SessionName | None = None
     building_id: uuid.UUID | None = None
     frequency: Frequency | None = Field(default=None, description=FREQUENCY_DESCRIPTION)
-    scheduled_for: date | None = Field(default=None, description=SCHEDULED_FOR_DESCRIPTION)
+    scheduled_for: CalendarDate | None = Field(default=None, description=SCHEDULED_FOR_DESCRIPTION)
     status: SessionStatus | None = Field(
         default=None,
         description=(
@@ -94,7 +93,7 @@ class SessionOut(ResourceModel):
     )
     session_name: str
     frequency: Frequency | None = Field(description=FREQUENCY_DESCRIPTION)
-    scheduled_for: date | None = Field(description=SCHEDULED_FOR_DESCRIPTION)
+    scheduled_for: CalendarDate | None = Field(description=SCHEDULED_FOR_DESCRIPTION)
     status: SessionStatus
     created_by: uuid.UUID | None = Field(description="The user who created the session.")
     started_at: UTCTimestamp | None = Field(
