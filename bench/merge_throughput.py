@@ -46,10 +46,10 @@ from bench._server import (
 from src.app.core import migrations
 from src.app.core.settings import Settings
 from src.app.main import create_app
-from src.app.results.crdt import Op, document_size_bytes, merge, parse_pointer
+from src.app.results.crdt import Op, parse_pointer
 from src.app.results.hlc import HLCTimestamp, HybridLogicalClock
-from src.app.results.ingest import encode_order_key
 from src.app.results.models import ResultOp
+from src.app.results.store import rebuild
 from src.app.sessions.models import TestSession
 
 SEED_PATHS = 500
@@ -79,17 +79,10 @@ def _seed_ops(size: int, start_ms: int) -> list[Op]:
 async def _seed_session(app: Any, user: SeededUser, size: int) -> uuid.UUID:
     session_id = uuid.uuid4()
     ops = _seed_ops(size, time.time_ns() // 1_000_000 - 2 * 3600 * 1000)
-    document = merge(ops)
     async with app.state.database.sessionmaker() as session:
         session.add(
             TestSession(
-                id=session_id,
-                organisation_id=user.organisation_id,
-                created_by=user.user_id,
-                results_document=document,
-                results_version=size,
-                results_last_key=encode_order_key(max(op.order_key for op in ops)),
-                results_size_bytes=document_size_bytes(document),
+                id=session_id, organisation_id=user.organisation_id, created_by=user.user_id
             )
         )
         await session.flush()
@@ -113,6 +106,7 @@ async def _seed_session(app: Any, user: SeededUser, size: int) -> uuid.UUID:
                     for offset, op in enumerate(ops[start : start + SEED_CHUNK])
                 ],
             )
+        await rebuild(await session.connection(), session_id)  # the state, from the log
         await session.commit()
     engine = app.state.database.engine
     if engine.dialect.name == "postgresql":

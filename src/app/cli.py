@@ -17,6 +17,7 @@ from src.app.core.database import Database
 from src.app.core.logging import configure_logging
 from src.app.core.settings import VAR_DIR, get_settings
 from src.app.identity import cli as identity_cli
+from src.app.results import cli as results_cli
 
 cli = typer.Typer(help="FireMode: fire-safety compliance backend.", no_args_is_help=True)
 db_cli = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
@@ -24,6 +25,7 @@ maintenance_cli = typer.Typer(help="Housekeeping.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(maintenance_cli, name="maintenance")
 identity_cli.register(cli)
+results_cli.register(cli)
 
 logger = logging.getLogger("firemode.cli")
 

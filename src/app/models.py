@@ -4,7 +4,7 @@ from src.app.buildings.models import Asset, Building
 from src.app.core.database import Base
 from src.app.core.idempotency_model import IdempotencyRecord
 from src.app.identity.models import LoginFailure, Organisation, RefreshToken, RevokedToken, User
-from src.app.results.models import ResultOp
+from src.app.results.models import ResultHead, ResultOp, ResultPath
 from src.app.sessions.models import TestSession
 
 __all__ = [
@@ -15,7 +15,9 @@ __all__ = [
     "LoginFailure",
     "Organisation",
     "RefreshToken",
+    "ResultHead",
     "ResultOp",
+    "ResultPath",
     "RevokedToken",
     "TestSession",
     "User",

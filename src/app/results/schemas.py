@@ -64,7 +64,10 @@ class ResultsSubmitted(BaseModel):
     applied: int = Field(description="Ops of this request newly accepted into the log")
     duplicates: int = Field(description="Ops of this request that were already received")
     server_ts: str = Field(description="The server's hybrid logical clock after the merge")
-    document: dict[str, Any]
+    document: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The merged document; absent with `Prefer: return=minimal`",
+    )
 
 
 class ResultOpOut(BaseModel):

@@ -13,7 +13,6 @@ from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import defer
 
 from src.app.buildings.models import Building
 from src.app.core.database import get_db
@@ -69,12 +68,7 @@ async def _find_session_for_create(
 ) -> TestSession | None:
     # Deliberately not scoped: ids are global, and a collision with another organisation's
     # id must be refused (without saying anything about that session).
-    statement = (
-        select(TestSession)
-        .where(TestSession.id == session_id)
-        .options(defer(TestSession.results_document))  # megabytes, and not needed here
-        .with_for_update()
-    )
+    statement = select(TestSession).where(TestSession.id == session_id).with_for_update()
     found: TestSession | None = (await session.execute(statement)).scalar_one_or_none()
     return found
 
