@@ -34,22 +34,31 @@ def _compact(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+_OPS = sa.table(
+    "result_ops",
+    sa.column("session_id", sa.Uuid()),
+    sa.column("version", sa.BigInteger()),
+    sa.column("organisation_id", sa.Uuid()),
+    sa.column("op", sa.String()),
+    sa.column("path", sa.Text()),
+    sa.column("value", src.app.core.database.JSONType),
+    sa.column("ts", sa.String()),
+    sa.column("device_id", sa.String()),
+    sa.column("op_id", sa.String()),
+)
+
+
 def _log(bind: sa.Connection) -> Iterator[tuple[Any, list[Any]]]:
     """Each session's ops, in version order (the log is read session by session)."""
-    sessions = bind.execute(sa.text("SELECT DISTINCT session_id FROM result_ops")).scalars()
-    for session_id in list(sessions):
+    c = _OPS.c
+    sessions = list(bind.execute(sa.select(c.session_id).distinct()).scalars())
+    for session_id in sessions:
         rows = bind.execute(
-            sa.text(
-                "SELECT organisation_id, op, path, value, ts, device_id, op_id FROM result_ops "
-                "WHERE session_id = :s ORDER BY version"
-            ),
-            {"s": session_id},
+            sa.select(c.organisation_id, c.op, c.path, c.value, c.ts, c.device_id, c.op_id)
+            .where(c.session_id == session_id)
+            .order_by(c.version)
         ).all()
         yield session_id, list(rows)
-
-
-def _value(raw: Any) -> Any:
-    return json.loads(raw) if isinstance(raw, str) else raw
 
 
 def upgrade() -> None:
@@ -97,11 +106,11 @@ def upgrade() -> None:
 
     _carry_over(op.get_bind())
 
-    with op.batch_alter_table("test_sessions", schema=None) as batch_op:
-        batch_op.drop_column("results_size_bytes")
-        batch_op.drop_column("results_last_key")
-        batch_op.drop_column("results_version")
-        batch_op.drop_column("results_document")
+    # ALTER TABLE ... DROP COLUMN on both databases (SQLite >= 3.35). Not batch mode: on
+    # SQLite it copies and drops the table, and dropping test_sessions with foreign keys
+    # on would cascade into the op log and the state just derived.
+    for column in ("results_size_bytes", "results_last_key", "results_version", "results_document"):
+        op.execute(f"ALTER TABLE test_sessions DROP COLUMN {column}")
 
     if op.get_bind().dialect.name == "postgresql":
         op.execute(WRITE_FUNCTION)
@@ -140,7 +149,7 @@ def _carry_over(bind: sa.Connection) -> None:
         log_bytes = 0
         for _org, kind, path, raw, ts, device_id, op_id in rows:
             key = SEP.join((ts, device_id, op_id))
-            value = _value(raw)
+            value = raw
             size = len(_compact(value).encode()) if kind == "set" else 0
             log_bytes += len(path.encode()) + size
             if kind == "set":
@@ -214,7 +223,7 @@ def downgrade() -> None:
         ordered = sorted(rows, key=lambda r: (r[4], r[5], r[6]))
         document: dict[str, Any] = {}
         for _org, kind, path, raw, *_rest in ordered:
-            _apply(document, kind, path, _value(raw))
+            _apply(document, kind, path, raw)
         last = ordered[-1]
         bind.execute(
             sessions.update().where(sessions.c.id == session_id),
