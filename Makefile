@@ -13,7 +13,7 @@ FIREMODE_TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 export FIREMODE_TEST_DATABASE_URL FIREMODE_TEST_REDIS_URL
 PYTEST := $(VENV_PY) -m pytest -p no:cacheprovider
 
-.PHONY: install run test lint test-sqlite test-postgres signoff bench clean
+.PHONY: install run demo-reset test lint test-sqlite test-postgres signoff bench clean
 
 $(POETRY):
 	$(PYTHON) -m venv $(TOOLS)
@@ -29,6 +29,11 @@ run: install
 	$(VENV_PY) -m src.app.cli db upgrade
 	$(VENV_PY) -m src.app.cli demo seed --if-empty
 	$(VENV_PY) -m src.app.cli serve
+
+# The demo users' passwords are shown once by `make run`; this sets and prints new ones.
+demo-reset: install
+	$(VENV_PY) -m src.app.cli db upgrade
+	$(VENV_PY) -m src.app.cli demo reset
 
 lint: install
 	.venv/bin/ruff check src tests bench migrations

@@ -81,7 +81,7 @@ os.environ["FIREMODE_JWT_SECRET"] = TEST_SECRET
 os.environ.pop("FIREMODE_REDIS_URL", None)
 
 import httpx  # noqa: E402
-from fastapi import Depends, FastAPI  # noqa: E402
+from fastapi import FastAPI, Request  # noqa: E402
 
 from src.app.core import migrations  # noqa: E402
 from src.app.core.settings import Settings  # noqa: E402
@@ -89,7 +89,6 @@ from src.app.core.tenancy import Role  # noqa: E402
 from src.app.identity.dependencies import (  # noqa: E402
     TokenDecoder,
     get_access_token_decoder,
-    get_settings_from_app,
 )
 from src.app.identity.models import Organisation, User  # noqa: E402
 from src.app.identity.passwords import hash_password_sync  # noqa: E402
@@ -148,7 +147,9 @@ def _test_token_claims() -> AccessClaims:
     )
 
 
-def _decoder_with_test_token(settings: Settings = Depends(get_settings_from_app)) -> TokenDecoder:
+def _decoder_with_test_token(request: Request) -> TokenDecoder:
+    settings: Settings = request.app.state.settings
+
     def decode(token: str) -> AccessClaims:
         if token == TEST_TOKEN:
             return _test_token_claims()

@@ -1,6 +1,7 @@
-"""The user's sign-off requests, with the one right answer asserted.
+"""The phase 2 sign-off requests, with the one right answer asserted.
 
-tests/test_phase2_final_validation.py is kept exactly as the user wrote it; its results
+tests/test_phase2_final_validation.py (the product owner's acceptance suite, see
+docs/api/README.md) is kept exactly as written; its results
 test accepts 200, 503 or 504. Here the same requests must get 200 because the merge really
 happened, and the error and pagination answers are checked in full.
 """

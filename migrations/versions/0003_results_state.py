@@ -264,8 +264,8 @@ def _apply(document: dict[str, Any], kind: str, path: str, value: Any) -> None:
 # response. Every refusal returns before writing (a draft created here is removed).
 # Order keys compare as bytes (COLLATE "C"): ts U+001F device U+001F op_id.
 # p_ops: [[op, path, value, ts, device_id, op_id, value_bytes, server_stamped], ...].
-# p_audit: an audit entry to append in the same transaction (NULL: none); see
-# docs/api/results-engine.md.
+# p_audit: who wrote the batch, for its audit entries ({actor_type, actor_id,
+# transaction_id, device_id}; NULL: none); see docs/api/results-engine.md.
 WRITE_FUNCTION = r"""
 CREATE OR REPLACE FUNCTION firemode_results_write(
     p_org uuid, p_user uuid, p_session uuid,
@@ -480,9 +480,28 @@ BEGIN
                state_bytes = EXCLUDED.state_bytes, log_bytes = EXCLUDED.log_bytes,
                updated_at = EXCLUDED.updated_at;
         IF p_audit IS NOT NULL THEN
-            -- Defined by the audit trail's own migration; resolved only when called.
-            PERFORM firemode_audit_append(p_audit || jsonb_build_object(
-                'session_id', p_session, 'version', v_version, 'applied', v_applied));
+            -- The audit trail (table audit_entries, migration 0008_audit): a session
+            -- created here, then the accepted batch, in this transaction.
+            IF v_created THEN
+                INSERT INTO audit_entries (id, organisation_id, actor_type, actor_id, action,
+                    subject_type, subject_id, payload, transaction_id, created_at)
+                VALUES (gen_random_uuid(), p_org, p_audit->>'actor_type',
+                    (p_audit->>'actor_id')::uuid, 'test_session.created', 'test_session',
+                    p_session::text,
+                    jsonb_build_object('status', 'draft', 'created_by_results_sync', true),
+                    p_audit->>'transaction_id', p_now);
+            END IF;
+            INSERT INTO audit_entries (id, organisation_id, actor_type, actor_id, action,
+                subject_type, subject_id, payload, transaction_id, created_at)
+            VALUES (gen_random_uuid(), p_org, p_audit->>'actor_type',
+                (p_audit->>'actor_id')::uuid, 'results.accepted', 'test_session',
+                p_session::text,
+                jsonb_build_object(
+                    'op_ids', (SELECT jsonb_agg(e->>5 ORDER BY ord)
+                                 FROM jsonb_array_elements(v_fresh) WITH ORDINALITY AS t(e, ord)),
+                    'version', v_version, 'applied', v_applied,
+                    'duplicates', v_duplicates, 'device_id', p_audit->'device_id'),
+                p_audit->>'transaction_id', p_now);
         END IF;
     END IF;
 

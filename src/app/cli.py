@@ -11,6 +11,7 @@ import shutil
 import typer
 import uvicorn
 
+from src.app.audit import cli as audit_cli
 from src.app.core import migrations
 from src.app.core.clock import utc_now
 from src.app.core.database import Database
@@ -26,6 +27,7 @@ cli.add_typer(db_cli, name="db")
 cli.add_typer(maintenance_cli, name="maintenance")
 identity_cli.register(cli)
 results_cli.register(cli)
+audit_cli.register(cli)
 
 logger = logging.getLogger("firemode.cli")
 
@@ -89,8 +91,8 @@ def maintenance_purge() -> None:
     async def run() -> dict[str, int]:
         database = Database(settings.database_url)
         try:
-            async with database.sessionmaker() as session:
-                return await purge_expired(session, settings, utc_now())
+            async with database.sessionmaker() as db:
+                return await purge_expired(db, settings, utc_now())
         finally:
             await database.dispose()
 

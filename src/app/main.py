@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,7 +12,9 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi_offline import FastAPIOffline
 
+from src.app.audit.sealer import run_sealer
 from src.app.core.database import Database
 from src.app.core.errors import (
     PROBLEM_CONTENT_TYPE,
@@ -34,6 +38,8 @@ FireMode members `transaction_id`, `error_code` (`FIRE-<status>`), `message` and
 `retryable`; validation errors list each problem in `errors` with a JSON Pointer.
 Every response carries `X-Transaction-ID`. Lists are cursor-paginated, newest first.
 """
+
+DOCS_ASSETS_URL = "/docs-assets"
 
 # Documented on every operation; routes add their own specific statuses.
 COMMON_ERROR_STATUSES = (404, 422, 500, 503)
@@ -113,15 +119,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "no FIREMODE_DATABASE_URL configured: using the embedded SQLite database",
                 extra={"database_url": settings.database_url},
             )
+        sealer = (
+            asyncio.create_task(
+                run_sealer(database, interval_seconds=settings.audit_seal_interval_seconds)
+            )
+            if settings.audit_seal_interval_seconds > 0
+            else None
+        )
         yield
+        if sealer is not None:
+            sealer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sealer
         await database.dispose()
         await revocation_checker.aclose()
 
-    app = FastAPI(
+    # /docs and /redoc load Swagger UI and ReDoc from the installed package, not a CDN:
+    # sites without internet access (plant rooms, closed networks) still get the pages.
+    app = FastAPIOffline(
         title="FireMode API",
         version="1.0.0",
         description=API_DESCRIPTION,
         lifespan=lifespan,
+        static_url=DOCS_ASSETS_URL,
+        # No online validator badge (it would call validator.swagger.io).
+        swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.settings = settings
     app.state.database = database

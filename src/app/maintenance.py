@@ -13,7 +13,7 @@ from src.app.core.settings import Settings
 from src.app.identity.models import LoginFailure, RefreshToken, RevokedToken
 
 
-async def purge_expired(session: AsyncSession, settings: Settings, now: datetime) -> dict[str, int]:
+async def purge_expired(db: AsyncSession, settings: Settings, now: datetime) -> dict[str, int]:
     """Delete expired rows; returns how many of each kind went. Commits."""
     window_start = now - timedelta(seconds=settings.login_window_seconds)
     statements = {
@@ -24,7 +24,7 @@ async def purge_expired(session: AsyncSession, settings: Settings, now: datetime
     }
     counts: dict[str, int] = {}
     for name, statement in statements.items():
-        result = await session.execute(statement)
+        result = await db.execute(statement)
         counts[name] = int(getattr(result, "rowcount", 0) or 0)
-    await session.commit()
+    await db.commit()
     return counts

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from src.app.audit.router import router as audit_router
 from src.app.buildings.router import router as buildings_router
 from src.app.identity.router import auth_router, users_router
 from src.app.operations.router import router as operations_router
@@ -18,4 +19,5 @@ API_ROUTERS: list[APIRouter] = [
     buildings_router,
     results_router,
     sessions_router,
+    audit_router,
 ]

@@ -32,7 +32,7 @@ def assert_error(response: httpx.Response, status: int) -> dict[str, Any]:
 
 
 def parse_timestamp(text: str) -> datetime:
-    """Strict: RFC 3339 UTC with microseconds and Z, as the contract says."""
+    """Strict: RFC 3339 UTC with microseconds and Z, as the API guide says."""
     return datetime.strptime(text, RFC3339_UTC).replace(tzinfo=UTC)
 
 

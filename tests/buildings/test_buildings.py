@@ -1,4 +1,4 @@
-"""Buildings: CRUD, filters, roles, tenancy, and the delete rule (CONTRACT section 5)."""
+"""Buildings: CRUD, filters, roles, tenancy, and the delete rule."""
 
 from __future__ import annotations
 

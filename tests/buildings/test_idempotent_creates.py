@@ -1,4 +1,4 @@
-"""Idempotency-Key on the creates of buildings, assets and sessions (CONTRACT section 8):
+"""Idempotency-Key on the creates of buildings, assets and sessions:
 a retry replays the stored response and creates nothing more; another body is 422."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""FR-5: every error class answers with the exact problem document."""
+"""Every error class answers with the exact problem document."""
 
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ def pair(response: httpx.Response) -> Tokens:
     return Tokens(response.json()["access_token"], response.json()["refresh_token"])
 
 
-async def test_login_answers_the_contract_shape(http: httpx.AsyncClient, make_tenant, app):
+async def test_login_answers_the_documented_shape(http: httpx.AsyncClient, make_tenant, app):
     tenant = await make_tenant()
     response = await http.post(
         "/v1/auth/login", json={"email": tenant.technician.email, "password": TEST_PASSWORD}

@@ -81,7 +81,7 @@ async def insert_rows(
 
 
 def newest_first(rows: list[tuple[int, str]]) -> list[str]:
-    """The contract's order: created_at DESC, id DESC (UUIDs compare as 128-bit numbers)."""
+    """The API's order: created_at DESC, id DESC (UUIDs compare as 128-bit numbers)."""
     return [
         row_id for _, row_id in sorted(rows, key=lambda r: (r[0], uuid.UUID(r[1])), reverse=True)
     ]

@@ -1,4 +1,4 @@
-"""FR-7 through HTTP: limits, and cursors that are tampered with, truncated, replayed with
+"""Pagination through HTTP: limits, and cursors that are tampered with, truncated, replayed with
 other filters, on another list, or by another organisation."""
 
 from __future__ import annotations

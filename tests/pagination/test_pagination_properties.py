@@ -1,4 +1,4 @@
-"""FR-7 properties, checked with Hypothesis through HTTP against the real database:
+"""Pagination properties, checked with Hypothesis through HTTP against the real database:
 walking every page returns every row exactly once, newest first; the last page's
 ``next_cursor`` is null (empty lists and exact multiples of ``limit`` included); rows
 inserted during a walk never duplicate or hide a row that existed when it began."""

@@ -1,5 +1,5 @@
 """Test sessions: client-chosen ids, placeholders from results sync, the status life cycle,
-filters, roles and tenancy (CONTRACT section 6)."""
+filters, roles and tenancy."""
 
 from __future__ import annotations
 

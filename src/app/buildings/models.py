@@ -41,7 +41,7 @@ class Building(IdentifiedMixin, Base):
     name: Mapped[str] = mapped_column(String(200))
     address: Mapped[str] = mapped_column(Text)
     building_type: Mapped[str] = mapped_column(String(64))
-    # "metadata" is reserved on declarative classes; the column keeps the contract's name.
+    # "metadata" is reserved on declarative classes; the column keeps the API's name.
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
 
 

@@ -1,4 +1,4 @@
-"""Buildings and their equipment register (CONTRACT section 5).
+"""Buildings and their equipment register.
 
 Admins manage buildings; admins and technicians keep the equipment register (technicians
 tag and replace items on site); viewers read. Everything is scoped to the caller's
@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter, Depends, Query, Response
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,6 +30,7 @@ from src.app.buildings.schemas import (
     BuildingOut,
     BuildingUpdate,
 )
+from src.app.core import audit
 from src.app.core.database import get_db
 from src.app.core.errors import ApiError, error_responses
 from src.app.core.idempotency import (
@@ -42,9 +43,26 @@ from src.app.core.responses import json_response
 from src.app.core.tenancy import Principal, get_owned, scoped
 from src.app.core.transactions import begin_write
 from src.app.identity.dependencies import require_admin, require_reader, require_writer
-from src.app.sessions.models import TestSession
 
 router = APIRouter(tags=["buildings"])
+
+
+# Free-form JSON (building metadata, asset attributes) is recorded as "changed", never
+# copied: the trail must not carry whatever a client put there.
+_FREE_FORM = frozenset({"metadata", "attributes"})
+
+
+def _changed_fields(
+    row: object, changes: dict[str, object], *, renamed: dict[str, str] | None = None
+) -> dict[str, object]:
+    """The fields ``changes`` really changes on ``row``, with their new values."""
+    renamed = renamed or {}
+    changed: dict[str, object] = {}
+    for name, value in changes.items():
+        new = getattr(value, "value", value)  # enums as their value
+        if getattr(row, renamed.get(name, name)) != new:
+            changed[name] = "changed" if name in _FREE_FORM else new
+    return changed
 
 
 # --- buildings ---------------------------------------------------------------------------
@@ -61,7 +79,7 @@ router = APIRouter(tags=["buildings"])
 async def create_building(
     body: BuildingCreate,
     principal: Principal = Depends(require_admin),
-    session: AsyncSession = Depends(get_db),
+    db: AsyncSession = Depends(get_db),
     idempotency: IdempotentRequest = Depends(idempotency_optional),
 ) -> Response:
     async def work() -> Response:
@@ -72,8 +90,20 @@ async def create_building(
             building_type=body.building_type,
             metadata_=body.metadata,
         )
-        session.add(building)
-        await session.flush()
+        db.add(building)
+        await db.flush()
+        await audit.record_by(
+            db,
+            principal,
+            "building.created",
+            "building",
+            building.id,
+            {
+                "name": building.name,
+                "address": building.address,
+                "building_type": building.building_type,
+            },
+        )
         return json_response(
             BuildingOut.of(building),
             status_code=201,
@@ -100,11 +130,11 @@ async def get_buildings(
     ),
     params: PageParams = Depends(page_params),
     principal: Principal = Depends(require_reader),
-    session: AsyncSession = Depends(get_db),
+    db: AsyncSession = Depends(get_db),
 ) -> Page[BuildingOut]:
     filters = BuildingFilters.normalised(building_type, q)
     rows, next_cursor = await paginate(
-        session,
+        db,
         list_buildings(principal, filters),
         Building,
         params,
@@ -119,11 +149,9 @@ async def get_buildings(
 async def get_building(
     building_id: uuid.UUID,
     principal: Principal = Depends(require_reader),
-    session: AsyncSession = Depends(get_db),
+    db: AsyncSession = Depends(get_db),
 ) -> BuildingOut:
-    return BuildingOut.of(
-        await get_owned(session, Building, building_id, principal, what="Building")
-    )
+    return BuildingOut.of(await get_owned(db, Building, building_id, principal, what="Building"))
 
 
 @router.patch(
@@ -135,18 +163,28 @@ async def update_building(
     building_id: uuid.UUID,
     body: BuildingUpdate,
     principal: Principal = Depends(require_admin),
-    session: AsyncSession = Depends(get_db),
+    db: AsyncSession = Depends(get_db),
 ) -> BuildingOut:
-    await begin_write(session)
+    await begin_write(db)
     building = await get_owned(
-        session, Building, building_id, principal, what="Building", for_update=True
+        db, Building, building_id, principal, what="Building", for_update=True
     )
     changes = body.model_dump(exclude_unset=True)
+    changed = _changed_fields(building, changes, renamed={"metadata": "metadata_"})
     if "metadata" in changes:
         building.metadata_ = changes.pop("metadata")
     for name, value in changes.items():
         setattr(building, name, value)
-    await session.commit()
+    if changed:
+        await audit.record_by(
+            db,
+            principal,
+            "building.updated",
+            "building",
+            building.id,
+            {"changes": changed},
+        )
+    await db.commit()
     return BuildingOut.of(building)
 
 
@@ -164,35 +202,35 @@ async def update_building(
 async def delete_building(
     building_id: uuid.UUID,
     principal: Principal = Depends(require_admin),
-    session: AsyncSession = Depends(get_db),
+    db: AsyncSession = Depends(get_db),
 ) -> Response:
-    await begin_write(session)
-    # The row lock makes a concurrent session insert (whose foreign key check locks this
-    # row too) wait, so the check below cannot miss a session committed meanwhile.
+    await begin_write(db)
+    # Locked, so that a session being created for this building waits for our outcome.
     building = await get_owned(
-        session, Building, building_id, principal, what="Building", for_update=True
+        db, Building, building_id, principal, what="Building", for_update=True
     )
-    has_sessions = await session.scalar(
-        select(exists().where(TestSession.building_id == building.id))
-    )
-    if has_sessions:
-        raise ApiError(
-            409,
-            f"Building {building_id} has test sessions and cannot be deleted; "
-            "its sessions are the compliance record",
-        )
-    await session.execute(
+    await db.execute(
         delete(Asset).where(
             Asset.organisation_id == principal.organisation_id, Asset.building_id == building.id
         )
     )
-    await session.delete(building)
+    await db.delete(building)
+    await audit.record_by(
+        db,
+        principal,
+        "building.deleted",
+        "building",
+        building.id,
+        {"name": building.name, "address": building.address},
+    )
     try:
-        await session.commit()
-    except IntegrityError as exc:  # a session arrived in a race the lock did not cover
-        await session.rollback()
+        await db.commit()
+    except IntegrityError as exc:  # test sessions refer to it (their foreign key refuses)
+        await db.rollback()
         raise ApiError(
-            409, f"Building {building_id} has test sessions and cannot be deleted"
+            409,
+            f"Building {building_id} has test sessions and cannot be deleted; "
+            "its sessions are the compliance record",
         ) from exc
     return Response(status_code=204)
 
@@ -214,25 +252,25 @@ def _barcode_conflict(barcode: str) -> ApiError:
 
 
 async def _check_barcode_free(
-    session: AsyncSession, principal: Principal, barcode: str, asset_id: uuid.UUID | None
+    db: AsyncSession, principal: Principal, barcode: str, asset_id: uuid.UUID | None
 ) -> None:
     statement = scoped(select(Asset.id), Asset, principal).where(Asset.barcode == barcode)
     if asset_id is not None:
         statement = statement.where(Asset.id != asset_id)
-    if (await session.execute(statement.limit(1))).first() is not None:
+    if (await db.execute(statement.limit(1))).first() is not None:
         raise _barcode_conflict(barcode)
 
 
-async def _save_asset(session: AsyncSession, principal: Principal, asset: Asset) -> None:
+async def _save_asset(db: AsyncSession, principal: Principal, asset: Asset) -> None:
     """Commit; a unique or foreign key violation from a concurrent writer becomes a 4xx."""
     building_id, barcode = asset.building_id, asset.barcode
     try:
-        await session.commit()
+        await db.commit()
     except IntegrityError as exc:
-        await session.rollback()
+        await db.rollback()
         # Re-checked after the rollback: the building went away (404), or a concurrent
         # request took the barcode between our check and our write (409).
-        await get_owned(session, Building, building_id, principal, what="Building")
+        await get_owned(db, Building, building_id, principal, what="Building")
         raise _barcode_conflict(barcode or "") from exc
 
 
@@ -251,13 +289,13 @@ async def create_asset(
     building_id: uuid.UUID,
     body: AssetCreate,
     principal: Principal = Depends(require_writer),
-    session: AsyncSession = Depends(get_db),
+    db: AsyncSession = Depends(get_db),
     idempotency: IdempotentRequest = Depends(idempotency_optional),
 ) -> Response:
     async def work() -> Response:
-        building = await get_owned(session, Building, building_id, principal, what="Building")
+        building = await get_owned(db, Building, building_id, principal, what="Building")
         if body.barcode is not None:
-            await _check_barcode_free(session, principal, body.barcode, None)
+            await _check_barcode_free(db, principal, body.barcode, None)
         asset = Asset(
             organisation_id=principal.organisation_id,
             building_id=building.id,
@@ -267,11 +305,25 @@ async def create_asset(
             installed_on=body.installed_on,
             attributes=body.attributes,
         )
-        session.add(asset)
+        db.add(asset)
         try:
-            await session.flush()
+            await db.flush()
         except IntegrityError as exc:  # a concurrent writer won the race (run() rolls back)
             raise _concurrent_change() from exc
+        await audit.record_by(
+            db,
+            principal,
+            "asset.created",
+            "asset",
+            asset.id,
+            {
+                "building_id": asset.building_id,
+                "asset_type": asset.asset_type,
+                "location": asset.location,
+                "barcode": asset.barcode,
+                "installed_on": asset.installed_on,
+            },
+        )
         return json_response(
             AssetOut.of(asset), status_code=201, headers={"Location": f"/v1/assets/{asset.id}"}
         )
@@ -289,11 +341,11 @@ async def get_assets(
     building_id: uuid.UUID,
     params: PageParams = Depends(page_params),
     principal: Principal = Depends(require_reader),
-    session: AsyncSession = Depends(get_db),
+    db: AsyncSession = Depends(get_db),
 ) -> Page[AssetOut]:
-    await get_owned(session, Building, building_id, principal, what="Building")
+    await get_owned(db, Building, building_id, principal, what="Building")
     rows, next_cursor = await paginate(
-        session,
+        db,
         list_assets(principal, building_id),
         Asset,
         params,
@@ -308,9 +360,9 @@ async def get_assets(
 async def get_asset(
     asset_id: uuid.UUID,
     principal: Principal = Depends(require_reader),
-    session: AsyncSession = Depends(get_db),
+    db: AsyncSession = Depends(get_db),
 ) -> AssetOut:
-    return AssetOut.of(await get_owned(session, Asset, asset_id, principal, what="Asset"))
+    return AssetOut.of(await get_owned(db, Asset, asset_id, principal, what="Asset"))
 
 
 @router.patch(
@@ -323,18 +375,28 @@ async def update_asset(
     asset_id: uuid.UUID,
     body: AssetUpdate,
     principal: Principal = Depends(require_writer),
-    session: AsyncSession = Depends(get_db),
+    db: AsyncSession = Depends(get_db),
 ) -> AssetOut:
-    await begin_write(session)
-    asset = await get_owned(session, Asset, asset_id, principal, what="Asset", for_update=True)
+    await begin_write(db)
+    asset = await get_owned(db, Asset, asset_id, principal, what="Asset", for_update=True)
     changes = body.model_dump(exclude_unset=True)
     if "building_id" in changes:
-        await get_owned(session, Building, changes["building_id"], principal, what="Building")
+        await get_owned(db, Building, changes["building_id"], principal, what="Building")
     if changes.get("barcode") is not None:
-        await _check_barcode_free(session, principal, changes["barcode"], asset.id)
+        await _check_barcode_free(db, principal, changes["barcode"], asset.id)
     if "asset_type" in changes:
         changes["asset_type"] = changes["asset_type"].value
+    changed = _changed_fields(asset, changes)
     for name, value in changes.items():
         setattr(asset, name, value)
-    await _save_asset(session, principal, asset)
+    if changed:
+        await audit.record_by(
+            db,
+            principal,
+            "asset.updated",
+            "asset",
+            asset.id,
+            {"changes": changed},
+        )
+    await _save_asset(db, principal, asset)
     return AssetOut.of(asset)

@@ -10,7 +10,7 @@ def utc_now() -> datetime:
 
 
 def to_rfc3339(value: datetime) -> str:
-    """RFC 3339 UTC with microseconds and a ``Z`` suffix, as the contract asks."""
+    """RFC 3339 UTC with microseconds and a ``Z`` suffix, as the API promises."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -160,5 +160,5 @@ def get_database(request: Request) -> Database:
 
 async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request. Routes commit explicitly; anything uncommitted rolls back."""
-    async with get_database(request).sessionmaker() as session:
-        yield session
+    async with get_database(request).sessionmaker() as db:
+        yield db

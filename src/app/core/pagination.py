@@ -1,4 +1,4 @@
-"""FR-7: the one pagination helper. Keyset on ``created_at DESC, id DESC``, newest first.
+"""The one pagination helper. Keyset on ``created_at DESC, id DESC``, newest first.
 
 Every list endpoint takes ``params: PageParams = Depends(page_params)``, builds its scoped
 and filtered ``select(Model)``, and hands it to ``paginate`` with the endpoint's name and
@@ -128,7 +128,7 @@ def make_cursor(
 
 
 async def paginate(
-    session: AsyncSession,
+    db: AsyncSession,
     statement: Select[Any],
     model: Any,
     params: PageParams,
@@ -150,7 +150,7 @@ async def paginate(
     }
     position = cursor_position(params, **binding)
     page = keyset_page(statement, model, position, params.limit)
-    rows = (await session.execute(page)).scalars().all()
+    rows = (await db.execute(page)).scalars().all()
     if len(rows) <= params.limit:
         return rows, None
     rows = rows[: params.limit]

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)
     db_pool_max_overflow: int = Field(default=10, ge=0)
     db_statement_timeout_ms: int = Field(default=15_000, ge=0)
+    # Seconds between audit sealing passes in each server process (0: never; then run
+    # `firemode audit seal --loop`). Passes never overlap across processes.
+    audit_seal_interval_seconds: float = Field(default=1.0, ge=0, le=3600)
     log_level: str = "INFO"
     host: str = "127.0.0.1"
     port: int = 8080

@@ -1,34 +1,31 @@
-"""Identity commands: `firemode users create`, `firemode demo seed`.
+"""Identity commands: `firemode users create`, `firemode demo seed`, `firemode demo reset`.
 
-Passwords are printed only where the command's whole point is to show them once (the
-demo seed), never logged, and never echoed when typed.
+Passwords are printed only where the command's whole point is to show them (the demo
+users' new passwords), never logged, and never echoed when typed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import secrets
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import typer
-from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from src.app.core.database import Database
 from src.app.core.logging import configure_logging
 from src.app.core.settings import Settings, get_settings
 from src.app.core.tenancy import Role
+from src.app.identity import demo
 from src.app.identity.models import Organisation, User
 from src.app.identity.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, hash_password
 from src.app.identity.schemas import valid_email
 from src.app.identity.service import EmailTaken, create_user, get_or_create_organisation
 
 NEW_PASSWORD_ENV = "FIREMODE_NEW_PASSWORD"  # noqa: S105  (the variable's name)
-DEMO_ORGANISATION = "FireMode Demo"
-DEMO_USERS = (
-    (Role.admin, "admin@demo.firemode.example"),
-    (Role.technician, "technician@demo.firemode.example"),
-    (Role.viewer, "viewer@demo.firemode.example"),
-)
+T = TypeVar("T")
 
 users_cli = typer.Typer(help="Manage users.", no_args_is_help=True)
 demo_cli = typer.Typer(help="Demo data for a first look at the API.", no_args_is_help=True)
@@ -80,26 +77,21 @@ def users_create(
         raise _fail(f"--email {exc}", 2) from exc
     secret = _choose_password(password)
 
-    async def run() -> tuple[User, Organisation]:
+    async def create(db: AsyncSession) -> tuple[User, Organisation]:
         password_hash = await hash_password(secret)
-        database = Database(settings.database_url)
-        try:
-            async with database.sessionmaker() as session:
-                organisation = await get_or_create_organisation(session, organisation_name)
-                user = await create_user(
-                    session,
-                    organisation_id=organisation.id,
-                    email=address,
-                    password_hash=password_hash,
-                    role=role,
-                )
-                await session.commit()
-                return user, organisation
-        finally:
-            await database.dispose()
+        organisation = await get_or_create_organisation(db, organisation_name)
+        user = await create_user(
+            db,
+            organisation_id=organisation.id,
+            email=address,
+            password_hash=password_hash,
+            role=role,
+        )
+        await db.commit()
+        return user, organisation
 
     try:
-        user, organisation = asyncio.run(run())
+        user, organisation = asyncio.run(_with_db(settings, create))
     except EmailTaken:
         raise _fail(f"a user with the email {address} already exists") from None
     typer.echo(
@@ -117,47 +109,49 @@ def demo_seed(
     """Create the demo organisation with one user of each role; print their credentials."""
     settings = get_settings()
     configure_logging(settings.log_level)
-    outcome = asyncio.run(_seed(settings, if_empty=if_empty))
-    if outcome is None:
+    try:
+        credentials = asyncio.run(_with_db(settings, lambda db: demo.seed(db, if_empty=if_empty)))
+    except demo.DemoRefused as exc:
+        raise _fail(f"{exc} (new passwords: firemode demo reset)") from None
+    if credentials is None:
         typer.echo("Users exist already: demo seed skipped.")
+        typer.echo(RECOVER_HINT, err=True)
         return
-    if isinstance(outcome, str):
-        raise _fail(outcome)
-    typer.echo(f"Demo organisation {DEMO_ORGANISATION!r} created. Its users (shown only once):")
-    for role, email, password in outcome:
-        typer.echo(f"  {role.value:<10}  {email:<36}  {password}")
+    typer.echo(f"Demo organisation {demo.DEMO_ORGANISATION!r} created. Its users:")
+    _print_credentials(credentials)
+
+
+@demo_cli.command("reset")
+def demo_reset() -> None:
+    """Set new passwords for the demo users (creating any that is missing) and print them."""
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    try:
+        credentials = asyncio.run(_with_db(settings, demo.reset))
+    except demo.DemoRefused as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"New passwords for the users of the demo organisation {demo.DEMO_ORGANISATION!r}:")
+    _print_credentials(credentials)
+
+
+RECOVER_HINT = (
+    "Demo passwords lost? `make demo-reset` (or `firemode demo reset`) sets new ones "
+    "and prints them."
+)
+
+
+def _print_credentials(credentials: list[demo.DemoCredentials]) -> None:
+    for entry in credentials:
+        note = "" if entry.is_active else "  (deactivated)"
+        typer.echo(f"  {entry.role:<10}  {entry.email:<36}  {entry.password}{note}")
     typer.echo("Log in with POST /v1/auth/login, then Authorize in /docs with the access token.")
+    typer.echo("They are shown only now; `firemode demo reset` sets and prints new ones.")
 
 
-async def _seed(settings: Settings, *, if_empty: bool) -> list[tuple[Role, str, str]] | str | None:
+async def _with_db(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     database = Database(settings.database_url)
     try:
-        async with database.sessionmaker() as session:
-            if if_empty:
-                count = (await session.execute(select(func.count()).select_from(User))).scalar()
-                if count:
-                    return None
-            taken = await session.execute(
-                select(func.count()).where(User.email.in_([email for _, email in DEMO_USERS]))
-            )
-            existing = await session.execute(
-                select(Organisation.id).where(Organisation.name == DEMO_ORGANISATION)
-            )
-            if taken.scalar() or existing.first() is not None:
-                return "the demo organisation or its users exist already"
-            organisation = await get_or_create_organisation(session, DEMO_ORGANISATION)
-            credentials: list[tuple[Role, str, str]] = []
-            for role, email in DEMO_USERS:
-                password = secrets.token_urlsafe(15)  # 20 characters, 120 bits
-                await create_user(
-                    session,
-                    organisation_id=organisation.id,
-                    email=email,
-                    password_hash=await hash_password(password),
-                    role=role,
-                )
-                credentials.append((role, email, password))
-            await session.commit()
-            return credentials
+        async with database.sessionmaker() as db:
+            return await work(db)
     finally:
         await database.dispose()

@@ -25,18 +25,13 @@ def _unauthorized(detail: str) -> ApiError:
     return ApiError(401, detail, headers={"WWW-Authenticate": 'Bearer realm="firemode"'})
 
 
-async def get_settings_from_app(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-async def get_access_token_decoder(
-    settings: Settings = Depends(get_settings_from_app),
-) -> TokenDecoder:
+async def get_access_token_decoder(request: Request) -> TokenDecoder:
     """The token-decoding step, alone, so tests may map a fixed token to fixed claims.
 
     ``async`` (like every dependency on the hot path): FastAPI runs plain ``def``
     dependencies in a thread pool, a costly hop for a function that does no I/O."""
+
+    settings: Settings = request.app.state.settings
 
     def decode(token: str) -> AccessClaims:
         return decode_access_token(settings, token)
@@ -48,7 +43,7 @@ async def get_current_principal(
     request: Request,
     credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
     decode: TokenDecoder = Depends(get_access_token_decoder),
-    session: AsyncSession = Depends(get_db),
+    db: AsyncSession = Depends(get_db),
     revocations: RevocationChecker = Depends(get_revocation_checker),
 ) -> Principal:
     if credentials is None:
@@ -68,7 +63,7 @@ async def get_current_principal(
         role = Role(claims.role)
     except ValueError as exc:
         raise _unauthorized("The access token's role is unknown") from exc
-    refusal = await revocations.refusal(session, claims)
+    refusal = await revocations.refusal(db, claims)
     if refusal is not None:
         raise _unauthorized(refusal)
     request.state.principal_user_id = str(claims.user_id)

@@ -1,4 +1,4 @@
-"""The revocation check every authenticated request passes through (Task 1.2).
+"""The revocation check every authenticated request passes through.
 
 The database is the record (the ``revoked_tokens`` list, ``users.is_active`` and
 ``users.tokens_valid_after``). With ``FIREMODE_REDIS_URL`` set, every revocation is also
@@ -139,7 +139,7 @@ class RevocationChecker:
 
     # -- the check -------------------------------------------------------------------
 
-    async def refusal(self, session: AsyncSession, claims: AccessClaims) -> str | None:
+    async def refusal(self, db: AsyncSession, claims: AccessClaims) -> str | None:
         """Why the token must be refused, or None when it may pass."""
         answer: object = _UNKNOWN
         if self.redis is not None:
@@ -152,7 +152,7 @@ class RevocationChecker:
             if isinstance(answer, str):
                 return answer
         try:
-            reason = await self._database_refusal(session, claims)
+            reason = await self._database_refusal(db, claims)
         except Exception as exc:
             if is_database_unavailable(exc):
                 raise ApiError(
@@ -162,7 +162,7 @@ class RevocationChecker:
                 ) from exc
             raise
         if answer is _UNSYNCED and self.redis is not None:
-            await self._resync(self.redis, session)
+            await self._resync(self.redis, db)
         return reason
 
     async def _redis_refusal(self, store: RedisStore, claims: AccessClaims) -> object:
@@ -182,11 +182,11 @@ class RevocationChecker:
         )
         return _PASS if reason is None else reason
 
-    async def _database_refusal(self, session: AsyncSession, claims: AccessClaims) -> str | None:
+    async def _database_refusal(self, db: AsyncSession, claims: AccessClaims) -> str | None:
         # Core on the connection, not the entity: the request's identity map must not hold
         # a User loaded here, or a handler's later SELECT ... FOR UPDATE would hand back
         # stale values.
-        conn = await session.connection()
+        conn = await db.connection()
         row = (
             await conn.execute(_CHECK_STATEMENT, {"user_id": claims.user_id, "jti": claims.jti})
         ).first()
@@ -239,7 +239,7 @@ class RevocationChecker:
 
     # -- resync ----------------------------------------------------------------------
 
-    async def _resync(self, store: RedisStore, session: AsyncSession) -> None:
+    async def _resync(self, store: RedisStore, db: AsyncSession) -> None:
         """Reload every live revocation from the database, then mark Redis as synced."""
         if self._resyncing:
             return
@@ -248,14 +248,14 @@ class RevocationChecker:
             now = utc_now()
             horizon_start = now - timedelta(seconds=self._horizon_seconds())
             tokens = (
-                await session.execute(
+                await db.execute(
                     select(RevokedToken.jti, RevokedToken.expires_at).where(
                         RevokedToken.jti.is_not(None), RevokedToken.expires_at > now
                     )
                 )
             ).all()
             users = (
-                await session.execute(
+                await db.execute(
                     select(User.id, User.updated_at, User.is_active, User.tokens_valid_after).where(
                         User.updated_at > horizon_start
                     )

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from src.app.core.schemas import RequestModel, ResourceModel, UTCTimestamp
 from src.app.core.tenancy import Role
+from src.app.identity.models import RevokedToken
 from src.app.identity.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 
 # Deliberately plain: one "@", no spaces, a dotted domain. Deliverability is not ours to
@@ -122,3 +123,17 @@ class RevocationOut(BaseModel):
     )
     created_at: UTCTimestamp
     updated_at: UTCTimestamp
+
+    @classmethod
+    def of(cls, row: RevokedToken) -> RevocationOut:
+        return cls(
+            id=row.id,
+            kind="all_tokens" if row.kind == "all_tokens" else "token",
+            jti=row.jti,
+            user_id=row.user_id,
+            reason=row.reason,
+            revoked_by=row.revoked_by_id,
+            expires_at=row.expires_at,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )

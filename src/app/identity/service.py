@@ -16,6 +16,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from src.app.core import audit
 from src.app.core.settings import Settings
 from src.app.core.tenancy import Role
 from src.app.identity.models import Organisation, RefreshToken, RevokedToken, User
@@ -47,16 +48,19 @@ class RevokedAccess:
 
 
 async def create_user(
-    session: AsyncSession,
+    db: AsyncSession,
     *,
     organisation_id: uuid.UUID,
     email: str,
     password_hash: str,
     role: Role,
+    actor: audit.Actor = audit.SYSTEM,
 ) -> User:
     """Adds and flushes a user (``email`` already normalised; the password hashed with
-    ``hash_password`` beforehand, outside any write transaction). Raises EmailTaken."""
-    if await find_user_by_email(session, email) is not None:
+    ``hash_password`` beforehand, outside any write transaction), and its audit entry
+    (``actor`` created it: a CLI command or the demo seed when not said). Raises
+    EmailTaken."""
+    if await find_user_by_email(db, email) is not None:
         raise EmailTaken(email)
     user = User(
         id=uuid.uuid4(),
@@ -66,31 +70,40 @@ async def create_user(
         role=role.value,
         is_active=True,
     )
-    session.add(user)
+    db.add(user)
     try:
-        await session.flush()
+        await db.flush()
     except IntegrityError as exc:  # a concurrent create of the same email won
         raise EmailTaken(email) from exc
+    await audit.record(
+        db,
+        organisation_id=organisation_id,
+        actor=actor,
+        action="user.created",
+        subject_type="user",
+        subject_id=user.id,
+        payload={"email": email, "role": role.value},
+    )
     return user
 
 
-async def find_user_by_email(session: AsyncSession, email: str) -> User | None:
-    found = await session.execute(select(User).where(User.email == email))
+async def find_user_by_email(db: AsyncSession, email: str) -> User | None:
+    found = await db.execute(select(User).where(User.email == email))
     return found.scalar_one_or_none()
 
 
-async def get_or_create_organisation(session: AsyncSession, name: str) -> Organisation:
-    found = await session.execute(select(Organisation).where(Organisation.name == name))
+async def get_or_create_organisation(db: AsyncSession, name: str) -> Organisation:
+    found = await db.execute(select(Organisation).where(Organisation.name == name))
     organisation = found.scalar_one_or_none()
     if organisation is None:
         organisation = Organisation(id=uuid.uuid4(), name=name)
-        session.add(organisation)
-        await session.flush()
+        db.add(organisation)
+        await db.flush()
     return organisation
 
 
 def start_session(
-    session: AsyncSession,
+    db: AsyncSession,
     settings: Settings,
     user: User,
     *,
@@ -117,22 +130,22 @@ def start_session(
         created_at=now,
         updated_at=now,
     )
-    session.add(row)
+    db.add(row)
     return IssuedSession(access, refresh, row)
 
 
 async def find_refresh_token(
-    session: AsyncSession, token: str, *, for_update: bool = False
+    db: AsyncSession, token: str, *, for_update: bool = False
 ) -> RefreshToken | None:
     statement = select(RefreshToken).where(RefreshToken.token_hash == hash_refresh_token(token))
     if for_update:
         statement = statement.with_for_update()
-    return (await session.execute(statement)).scalar_one_or_none()
+    return (await db.execute(statement)).scalar_one_or_none()
 
 
-async def claim_refresh_token(session: AsyncSession, row: RefreshToken, now: datetime) -> bool:
+async def claim_refresh_token(db: AsyncSession, row: RefreshToken, now: datetime) -> bool:
     """Mark the token used, atomically: False when someone else used or revoked it first."""
-    result = await session.execute(
+    result = await db.execute(
         update(RefreshToken)
         .where(
             RefreshToken.id == row.id,
@@ -150,12 +163,12 @@ def within_reuse_grace(used_at: datetime, *, now: datetime, grace_seconds: int) 
     return grace_seconds > 0 and now - used_at < timedelta(seconds=grace_seconds)
 
 
-async def unused_successors(session: AsyncSession, row: RefreshToken) -> list[RefreshToken] | None:
+async def unused_successors(db: AsyncSession, row: RefreshToken) -> list[RefreshToken] | None:
     """The live (unrevoked) tokens rotated from ``row``, locked on PostgreSQL; None when
     one of its successors was already used, or none is live: then it is not a retry."""
     children = (
         (
-            await session.execute(
+            await db.execute(
                 select(RefreshToken)
                 .where(RefreshToken.parent_id == row.id)
                 .order_by(RefreshToken.id)
@@ -173,7 +186,7 @@ async def unused_successors(session: AsyncSession, row: RefreshToken) -> list[Re
 
 
 async def revoke_successors(
-    session: AsyncSession,
+    db: AsyncSession,
     successors: list[RefreshToken],
     *,
     now: datetime,
@@ -183,7 +196,7 @@ async def revoke_successors(
     """Revoke the successors a retry replaces, and list their access tokens. None when
     one was used or revoked meanwhile (then the caller treats the retry as reuse)."""
     ids = [successor.id for successor in successors]
-    result = await session.execute(
+    result = await db.execute(
         update(RefreshToken)
         .where(
             RefreshToken.id.in_(ids),
@@ -202,15 +215,13 @@ async def revoke_successors(
         and successor.access_expires_at is not None
         and successor.access_expires_at > now
     ]
-    await add_to_revocation_list(
-        session, entries, user=user, revoked_by=None, reason=reason, now=now
-    )
+    await add_to_revocation_list(db, entries, user=user, revoked_by=None, reason=reason, now=now)
     return entries
 
 
-async def family_has_live_token(session: AsyncSession, family_id: uuid.UUID, now: datetime) -> bool:
+async def family_has_live_token(db: AsyncSession, family_id: uuid.UUID, now: datetime) -> bool:
     """Whether the family still has an unused, unrevoked, unexpired refresh token."""
-    found = await session.execute(
+    found = await db.execute(
         select(RefreshToken.id)
         .where(
             RefreshToken.family_id == family_id,
@@ -224,7 +235,7 @@ async def family_has_live_token(session: AsyncSession, family_id: uuid.UUID, now
 
 
 async def revoke_families(
-    session: AsyncSession,
+    db: AsyncSession,
     family_ids: set[uuid.UUID],
     *,
     now: datetime,
@@ -236,14 +247,14 @@ async def revoke_families(
     issued with them in the revocation list. ``user`` is (organisation_id, user_id)."""
     if not family_ids:
         return []
-    await session.execute(
+    await db.execute(
         update(RefreshToken)
         .where(RefreshToken.family_id.in_(family_ids), RefreshToken.revoked_at.is_(None))
         .values(revoked_at=now, updated_at=now)
         .execution_options(synchronize_session=False)
     )
     live = (
-        await session.execute(
+        await db.execute(
             select(RefreshToken.access_jti, RefreshToken.access_expires_at).where(
                 RefreshToken.family_id.in_(family_ids),
                 RefreshToken.access_jti.is_not(None),
@@ -253,13 +264,13 @@ async def revoke_families(
     ).all()
     entries = [RevokedAccess(jti, expires_at) for jti, expires_at in live if jti and expires_at]
     await add_to_revocation_list(
-        session, entries, user=user, revoked_by=revoked_by, reason=reason, now=now
+        db, entries, user=user, revoked_by=revoked_by, reason=reason, now=now
     )
     return entries
 
 
 async def add_to_revocation_list(
-    session: AsyncSession,
+    db: AsyncSession,
     entries: list[RevokedAccess],
     *,
     user: tuple[uuid.UUID, uuid.UUID],
@@ -286,15 +297,15 @@ async def add_to_revocation_list(
         }
         for entry in entries
     ]
-    dialect = session.get_bind().dialect.name
+    dialect = db.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    await session.execute(
+    await db.execute(
         insert(RevokedToken).values(rows).on_conflict_do_nothing(index_elements=["jti"])
     )
 
 
 async def revoke_all_tokens(
-    session: AsyncSession,
+    db: AsyncSession,
     settings: Settings,
     user: User,
     *,
@@ -307,7 +318,7 @@ async def revoke_all_tokens(
     previous = user.tokens_valid_after
     user.tokens_valid_after = now if previous is None or previous < now else previous
     user.updated_at = now
-    await session.execute(
+    await db.execute(
         update(RefreshToken)
         .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=now, updated_at=now)
@@ -328,6 +339,6 @@ async def revoke_all_tokens(
         created_at=now,
         updated_at=now,
     )
-    session.add(record)
-    await session.flush()
+    db.add(record)
+    await db.flush()
     return record

@@ -13,9 +13,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from starlette.responses import Response
 
+from src.app.core import audit
 from src.app.core.errors import ApiError, FieldError
 from src.app.core.idempotency import IdempotentRequest, in_flight, key_reused, replay
 from src.app.core.idempotency.store import decode_body
+from src.app.core.request_context import current_transaction_id
 from src.app.core.responses import JSON_MEDIA_TYPE
 from src.app.core.settings import Settings
 from src.app.core.tenancy import Principal
@@ -173,6 +175,7 @@ async def _submit_in_one_statement(
     # Autocommit: the function's statement is its own transaction (no BEGIN, no COMMIT).
     conn = await db.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     headers = response_headers(minimal)
+    audit_actor = audit.Actor.of(principal)
     last_ts: str | None = None
     for _attempt in range(3):
         ops = stamp(prepared, device_id=device_id, clock=clock, last_applied_ts=last_ts)
@@ -201,7 +204,14 @@ async def _submit_in_one_statement(
                     "max_ops": settings.max_session_ops,
                     "max_state_bytes": settings.max_document_bytes,
                     "max_log_bytes": settings.max_session_bytes,
-                    "audit": None,  # hook for the audit trail: see docs/api/results-engine.md
+                    "audit": json.dumps(
+                        {
+                            "actor_type": audit_actor.type,
+                            "actor_id": str(audit_actor.id),
+                            "transaction_id": current_transaction_id(),
+                            "device_id": device_id,
+                        }
+                    ),
                 },
             )
         ).one()

@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from src.app.core import audit
 from src.app.core.clock import utc_now
 from src.app.core.errors import ApiError, FieldError
 from src.app.core.settings import Settings
@@ -105,15 +106,19 @@ def _insert(conn: AsyncConnection) -> Any:
     return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
 
 
-async def lock_session(conn: AsyncConnection, principal: Principal, session_id: uuid.UUID) -> str:
-    """Lock the caller's session row, creating it as a draft when the id is unknown."""
+async def lock_session(
+    conn: AsyncConnection, principal: Principal, session_id: uuid.UUID
+) -> tuple[str, bool]:
+    """Lock the caller's session row, creating it as a draft when the id is unknown;
+    return its status and whether this call created it."""
     params = {"session_id": session_id, "organisation_id": principal.organisation_id}
     status: str | None = await conn.scalar(_LOCK_SESSION, params)
+    created = None
     if status is None:
         # Results may arrive before the session does. ON CONFLICT DO NOTHING makes the
         # creation race-safe, and leaves another organisation's session with this id alone.
         now = utc_now()
-        await conn.execute(
+        created = await conn.scalar(
             _insert(conn)(_SESSIONS_T)
             .values(
                 id=session_id,
@@ -128,11 +133,12 @@ async def lock_session(conn: AsyncConnection, principal: Principal, session_id: 
                 updated_at=now,
             )
             .on_conflict_do_nothing(index_elements=["id"])
+            .returning(_S.id)
         )
         status = await conn.scalar(_LOCK_SESSION, params)
         if status is None:
             raise ApiError(404, f"Test session {session_id} does not exist")
-    return status
+    return status, created is not None
 
 
 async def _known_op_ids(conn: AsyncConnection, session_id: uuid.UUID, ids: list[str]) -> set[str]:
@@ -226,7 +232,8 @@ async def write_batch(
     clock: HybridLogicalClock,
 ) -> Written:
     """Merge a batch into the session (the caller's transaction; nothing committed)."""
-    if await lock_session(conn, principal, session_id) == SessionStatus.completed.value:
+    status, created = await lock_session(conn, principal, session_id)
+    if status == SessionStatus.completed.value:
         raise completed(session_id)
     head = (await conn.execute(_HEAD, {"session_id": session_id})).one_or_none()
     version, last_ts, state_bytes, log_bytes = head if head is not None else (0, None, 0, 0)
@@ -279,6 +286,31 @@ async def write_batch(
         last_ts=newest_ts if last_ts is None or newest_ts > last_ts else last_ts,
         state_bytes=new_state_bytes,
         log_bytes=new_log_bytes,
+    )
+    if created:
+        await audit.record_by(
+            conn,
+            principal,
+            "test_session.created",
+            "test_session",
+            session_id,
+            {"status": SessionStatus.draft.value, "created_by_results_sync": True},
+            now=now,
+        )
+    await audit.record_by(
+        conn,
+        principal,
+        "results.accepted",
+        "test_session",
+        session_id,
+        {
+            "op_ids": [op.op_id for op in fresh],
+            "version": version + len(fresh),
+            "applied": len(fresh),
+            "duplicates": duplicates,
+            "device_id": device_id,
+        },
+        now=now,
     )
     return Written(version + len(fresh), len(fresh), duplicates)
 

@@ -1,4 +1,4 @@
-"""Test sessions (CONTRACT section 6): one visit to a building to service its equipment.
+"""Test sessions: one visit to a building to service its equipment.
 
 Admins and technicians create and update sessions; viewers read. Sessions are scoped to the
 caller's organisation: another organisation's session is a 404.
@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from src.app.buildings.models import Building
+from src.app.core import audit
 from src.app.core.database import get_db
 from src.app.core.errors import ApiError, FieldError, error_responses
 from src.app.core.idempotency import (
@@ -63,22 +64,41 @@ leaves `draft` only once it has a building. A completed session is locked: every
 """
 
 
-async def _find_session_for_create(
-    session: AsyncSession, session_id: uuid.UUID
-) -> TestSession | None:
+async def _find_session_for_create(db: AsyncSession, session_id: uuid.UUID) -> TestSession | None:
     # Deliberately not scoped: ids are global, and a collision with another organisation's
     # id must be refused (without saying anything about that session).
     statement = select(TestSession).where(TestSession.id == session_id).with_for_update()
-    found: TestSession | None = (await session.execute(statement)).scalar_one_or_none()
+    found: TestSession | None = (await db.execute(statement)).scalar_one_or_none()
     return found
 
 
+async def _record_created(
+    db: AsyncSession, principal: Principal, created: TestSession, *, adopted: bool
+) -> None:
+    await audit.record_by(
+        db,
+        principal,
+        "test_session.created",
+        "test_session",
+        created.id,
+        {
+            "building_id": created.building_id,
+            "session_name": created.session_name,
+            "frequency": created.frequency,
+            "scheduled_for": created.scheduled_for,
+            "status": created.status,
+            # The placeholder results sync made, completed by this request.
+            "adopted_placeholder": adopted,
+        },
+    )
+
+
 async def _create(
-    body: SessionCreate, session_id: uuid.UUID, principal: Principal, session: AsyncSession
+    body: SessionCreate, session_id: uuid.UUID, principal: Principal, db: AsyncSession
 ) -> tuple[TestSession, int]:
     """The session and the status to answer with; writes are flushed, not committed."""
-    await get_owned(session, Building, body.building_id, principal, what="Building")
-    existing = await _find_session_for_create(session, session_id)
+    await get_owned(db, Building, body.building_id, principal, what="Building")
+    existing = await _find_session_for_create(db, session_id)
     if existing is None:
         created = TestSession(
             id=session_id,
@@ -90,8 +110,9 @@ async def _create(
             status=SessionStatus.draft.value,
             created_by=principal.user_id,
         )
-        session.add(created)
-        await session.flush()
+        db.add(created)
+        await db.flush()
+        await _record_created(db, principal, created, adopted=False)
         return created, 201
     if existing.organisation_id != principal.organisation_id:
         raise ApiError(409, f"The test session id {session_id} is not available; choose another")
@@ -103,7 +124,8 @@ async def _create(
         existing.scheduled_for = body.scheduled_for
         if existing.created_by is None:
             existing.created_by = principal.user_id
-        await session.flush()
+        await db.flush()
+        await _record_created(db, principal, existing, adopted=True)
         return existing, 201
     if body.same_as(existing):
         return existing, 200
@@ -128,14 +150,14 @@ async def _create(
 async def create_session(
     body: SessionCreate,
     principal: Principal = Depends(require_writer),
-    session: AsyncSession = Depends(get_db),
+    db: AsyncSession = Depends(get_db),
     idempotency: IdempotentRequest = Depends(idempotency_optional),
 ) -> Response:
     session_id = body.id or uuid.uuid4()
 
     async def work() -> Response:
         try:
-            found, status = await _create(body, session_id, principal, session)
+            found, status = await _create(body, session_id, principal, db)
         except IntegrityError as exc:
             # Another request inserted this id (or results sync its placeholder) between
             # our look-up and our insert, or the building was deleted: run() rolls back.
@@ -174,14 +196,14 @@ async def get_sessions(
     ),
     params: PageParams = Depends(page_params),
     principal: Principal = Depends(require_reader),
-    session: AsyncSession = Depends(get_db),
+    db: AsyncSession = Depends(get_db),
 ) -> Page[SessionOut]:
     if date_from is not None and date_to is not None and date_from > date_to:
         detail = "date_from must not be after date_to"
         raise ApiError(422, detail, errors=[FieldError(parameter="date_from", detail=detail)])
     filters = SessionFilters.normalised(status, building_id, date_from, date_to)
     rows, next_cursor = await paginate(
-        session,
+        db,
         list_sessions(principal, filters),
         TestSession,
         params,
@@ -196,9 +218,9 @@ async def get_sessions(
 async def get_test_session(
     session_id: uuid.UUID,
     principal: Principal = Depends(require_reader),
-    session: AsyncSession = Depends(get_db),
+    db: AsyncSession = Depends(get_db),
 ) -> SessionOut:
-    found = await get_owned(session, TestSession, session_id, principal, what="Test session")
+    found = await get_owned(db, TestSession, session_id, principal, what="Test session")
     return SessionOut.of(found)
 
 
@@ -213,11 +235,11 @@ async def update_session(
     session_id: uuid.UUID,
     body: SessionUpdate,
     principal: Principal = Depends(require_writer),
-    session: AsyncSession = Depends(get_db),
+    db: AsyncSession = Depends(get_db),
 ) -> SessionOut:
-    await begin_write(session)
+    await begin_write(db)
     test_session = await get_owned(
-        session, TestSession, session_id, principal, what="Test session", for_update=True
+        db, TestSession, session_id, principal, what="Test session", for_update=True
     )
     current = SessionStatus(test_session.status)
     if current is SessionStatus.completed:
@@ -228,7 +250,7 @@ async def update_session(
         )
     changes = body.model_dump(exclude_unset=True)
     if "building_id" in changes:
-        await get_owned(session, Building, changes["building_id"], principal, what="Building")
+        await get_owned(db, Building, changes["building_id"], principal, what="Building")
     if "status" in changes:
         target: SessionStatus = changes["status"]
         refusal = transition_refusal(current, target)
@@ -240,11 +262,26 @@ async def update_session(
         changes["status"] = target.value
     if changes.get("frequency") is not None:
         changes["frequency"] = changes["frequency"].value
+    changed = {k: v for k, v in changes.items() if getattr(test_session, k) != v}
     for name, value in changes.items():
         setattr(test_session, name, value)
+    if changed:
+        # One entry per request: a status change is what an auditor looks for.
+        status_changed = "status" in changed
+        await audit.record_by(
+            db,
+            principal,
+            "test_session.status_changed" if status_changed else "test_session.updated",
+            "test_session",
+            test_session.id,
+            {
+                **({"from": current.value, "to": changed["status"]} if status_changed else {}),
+                "changes": changed,
+            },
+        )
     try:
-        await session.commit()
+        await db.commit()
     except IntegrityError as exc:  # the new building was deleted meanwhile
-        await session.rollback()
+        await db.rollback()
         raise ApiError(404, f"Building {changes.get('building_id')} does not exist") from exc
     return SessionOut.of(test_session)
