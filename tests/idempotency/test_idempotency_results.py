@@ -305,3 +305,33 @@ async def test_maintenance_purge_deletes_only_expired_records(
         )
     assert keys == {"purge-kept"}
     assert (await post(client, tech, session_id, "purge-kept")).content == kept.content
+
+
+async def test_a_large_response_is_stored_without_a_second_full_copy(
+    client: httpx.AsyncClient, app: FastAPI, make_tenant: Any
+) -> None:
+    tenant = await make_tenant()
+    tech = tenant.technician
+    session_id, key = uuid.uuid4(), "large-answer"
+    changes = [{"op": "set", "path": f"/photos/p{i}", "value": "x" * 1000} for i in range(20)]
+    first = await post(client, tech, session_id, key, changes)
+    assert first.status_code == 200
+    assert len(first.content) > 20_000
+    again = await post(client, tech, session_id, key, changes)
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.content == first.content
+
+    async with app.state.database.sessionmaker() as session:
+        record = await session.scalar(
+            select(IdempotencyRecord).where(
+                IdempotencyRecord.user_id == tech.id, IdempotencyRecord.idempotency_key == key
+            )
+        )
+    assert record is not None and record.response_body is not None
+    # Compressed (the generic path) or by reference to the version it answered (the
+    # one-statement path on PostgreSQL): either way far smaller than the answer.
+    assert len(record.response_body) < len(first.content) // 10
+    if record.response_document_version is not None:
+        assert record.response_document_version == 20
+    else:
+        assert record.response_encoding == "zlib"
