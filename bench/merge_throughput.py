@@ -107,16 +107,16 @@ async def _seed_session(
     if ops is None:
         ops = _seed_ops(size, time.time_ns() // 1_000_000 - 2 * 3600 * 1000)
     size = len(ops)
-    async with app.state.database.sessionmaker() as session:
-        session.add(
+    async with app.state.database.sessionmaker() as db:
+        db.add(
             TestSession(
                 id=session_id, organisation_id=user.organisation_id, created_by=user.user_id
             )
         )
-        await session.flush()
+        await db.flush()
         table = ResultOp
         for start in range(0, size, SEED_CHUNK):
-            await session.execute(
+            await db.execute(
                 insert(table),
                 [
                     {
@@ -134,8 +134,8 @@ async def _seed_session(
                     for offset, op in enumerate(ops[start : start + SEED_CHUNK])
                 ],
             )
-        await rebuild(await session.connection(), session_id)  # the state, from the log
-        await session.commit()
+        await rebuild(await db.connection(), session_id)  # the state, from the log
+        await db.commit()
     engine = app.state.database.engine
     if engine.dialect.name == "postgresql":
         # Measure a steady state, not the aftermath of a bulk load (fresh statistics,

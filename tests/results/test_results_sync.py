@@ -254,8 +254,8 @@ async def test_minimal_body_creates_a_draft_session_and_is_stamped_by_the_server
     now_ms = datetime.now(UTC).timestamp() * 1000
     assert before.timestamp() * 1000 - 1 <= stamped_ms <= now_ms + skew_ms
 
-    async with results_api.app.state.database.sessionmaker() as session:
-        created = await session.scalar(select(TestSession).where(TestSession.id == session_id))
+    async with results_api.app.state.database.sessionmaker() as db:
+        created = await db.scalar(select(TestSession).where(TestSession.id == session_id))
     assert created is not None
     assert (created.organisation_id, created.status, created.building_id) == (
         tenant.organisation_id,
