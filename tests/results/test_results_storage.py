@@ -181,6 +181,9 @@ async def test_rebuild_from_the_log_gives_the_same_state(
             version,
             document,
         )
+        # Another organisation's session, or none at all: nothing to read.
+        assert await current_document(db, uuid.uuid4(), session_id) == (0, {})
+        assert await current_document(db, tenant.organisation_id, uuid.uuid4()) == (0, {})
     assert document == {"a": {}, "x": [1, {"y": None}], "n": None}
 
 

@@ -97,28 +97,37 @@ def with_document(body: bytes, rendered_document: bytes) -> bytes:
     return body[:-1] + b',"document":' + rendered_document + b"}"
 
 
-async def read_state(
+async def _state(
     conn: AsyncConnection | AsyncSession, organisation_id: uuid.UUID, session_id: uuid.UUID
-) -> tuple[int, dict[str, Any]]:
-    """(version, document) of the caller's session; ``ApiError`` 404 when unknown."""
+) -> tuple[int, dict[str, Any]] | None:
     rows = (
         await conn.execute(
             _READ_STATE, {"session_id": session_id, "organisation_id": organisation_id}
         )
     ).all()
     if not rows:
-        raise ApiError(404, f"Test session {session_id} does not exist")
+        return None
     version = rows[0][0] or 0
     present = [row[1:] for row in rows if row[1] is not None]
     return version, document(states_of(present))
 
 
+async def read_state(
+    conn: AsyncConnection | AsyncSession, organisation_id: uuid.UUID, session_id: uuid.UUID
+) -> tuple[int, dict[str, Any]]:
+    """(version, document) of the caller's session; ``ApiError`` 404 when unknown."""
+    found = await _state(conn, organisation_id, session_id)
+    if found is None:
+        raise ApiError(404, f"Test session {session_id} does not exist")
+    return found
+
+
 async def current_document(
     db: AsyncSession, organisation_id: uuid.UUID, session_id: uuid.UUID
 ) -> tuple[int, dict[str, Any]]:
-    """The session's results now: (version, document). ``{}`` at version 0 when nothing
-    was submitted; ``ApiError`` 404 when the session is not the organisation's."""
-    return await read_state(db, organisation_id, session_id)
+    """``(version, document)`` of the session's merged results now; ``(0, {})`` when it
+    has none (or is not the organisation's). The one way other domains read it."""
+    return await _state(db, organisation_id, session_id) or (0, {})
 
 
 async def document_at(conn: AsyncConnection, session_id: uuid.UUID, version: int) -> dict[str, Any]:
