@@ -141,11 +141,11 @@ async def seed_technician(
     )
     database = Database(database_url)
     try:
-        async with database.sessionmaker() as session:
-            session.add(organisation)
-            await session.flush()
-            session.add(user)
-            await session.commit()
+        async with database.sessionmaker() as db:
+            db.add(organisation)
+            await db.flush()
+            db.add(user)
+            await db.commit()
     finally:
         await database.dispose()
     # Issued a second after the row exists, well clear of any revoke-all comparison.

@@ -1,13 +1,16 @@
-"""Micro-benchmark of the results merge path, in process, on SQLite and PostgreSQL.
+"""Micro-benchmark of the results write path, in process, on SQLite and PostgreSQL.
 
 For each log size (default 10, 1,000 and 100,000 ops) a session is seeded directly in
-the database (op log rows plus the matching materialised document, via SQL, so seeding
-100,000 ops takes seconds), then batches of new ops are POSTed to it through the real
-app (httpx ASGITransport: auth, revocation check, idempotency, merge, commit). New ops
-sort after the log, so they take the incremental path, whose cost should not depend on
-the log's length; a few "late" ops (older than the whole log) show the rebuild path,
-which does. The seeded ops cycle over 500 paths, so the 1,000- and 100,000-op documents
-are the same size and only the log differs.
+the database (op log rows, then its per-path state rebuilt from them), then batches of
+new ops are POSTed to it through the real app (httpx ASGITransport: auth, revocation
+check, idempotency, merge, commit), then three single late ops (older than the whole
+log): with the per-path state their cost must not depend on the log (target: under
+10 ms at 100,000 ops). The seeded ops cycle over 500 paths, so the 1,000- and
+100,000-op documents are the same size and only the log differs.
+
+Then one-op writes with ``Prefer: return=minimal``, alternating between a session
+holding about 1 KB of document and one holding about 1 MB: the ratio of their median
+times must stay at most 1.5 (the write's cost must not grow with the document).
 
 Run::
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import tempfile
@@ -46,13 +50,15 @@ from bench._server import (
 from src.app.core import migrations
 from src.app.core.settings import Settings
 from src.app.main import create_app
-from src.app.results.crdt import Op, document_size_bytes, merge, parse_pointer
+from src.app.results.crdt import Op, parse_pointer
 from src.app.results.hlc import HLCTimestamp, HybridLogicalClock
-from src.app.results.ingest import encode_order_key
 from src.app.results.models import ResultOp
+from src.app.results.store import rebuild
 from src.app.sessions.models import TestSession
 
 SEED_PATHS = 500
+LATE_TARGET_MS = 10.0
+SIZE_RATIO_TARGET = 1.5
 SEED_CHUNK = 5_000
 
 
@@ -65,6 +71,8 @@ class Row:
     p50_ms: float
     p95_ms: float
     late_ms: float
+    late_cpu_ms: float
+    late_statement_ms: float | None = None
 
 
 def _seed_ops(size: int, start_ms: int) -> list[Op]:
@@ -76,26 +84,41 @@ def _seed_ops(size: int, start_ms: int) -> list[Op]:
     return ops
 
 
-async def _seed_session(app: Any, user: SeededUser, size: int) -> uuid.UUID:
+def _sized_ops(document_bytes: int, start_ms: int) -> list[Op]:
+    """Ops whose document holds about ``document_bytes``: 1 KiB values on their own paths."""
+    count = max(1, document_bytes // 1024)
+    value = "x" * 1000
+    return [
+        Op(
+            "set",
+            f"/photos/p{i}",
+            value,
+            str(HLCTimestamp(start_ms + i, 0)),
+            "seed-device",
+            f"sized-{i}",
+            parse_pointer(f"/photos/p{i}"),
+        )
+        for i in range(count)
+    ]
+
+
+async def _seed_session(
+    app: Any, user: SeededUser, size: int, ops: list[Op] | None = None
+) -> uuid.UUID:
     session_id = uuid.uuid4()
-    ops = _seed_ops(size, time.time_ns() // 1_000_000 - 2 * 3600 * 1000)
-    document = merge(ops)
-    async with app.state.database.sessionmaker() as session:
-        session.add(
+    if ops is None:
+        ops = _seed_ops(size, time.time_ns() // 1_000_000 - 2 * 3600 * 1000)
+    size = len(ops)
+    async with app.state.database.sessionmaker() as db:
+        db.add(
             TestSession(
-                id=session_id,
-                organisation_id=user.organisation_id,
-                created_by=user.user_id,
-                results_document=document,
-                results_version=size,
-                results_last_key=encode_order_key(max(op.order_key for op in ops)),
-                results_size_bytes=document_size_bytes(document),
+                id=session_id, organisation_id=user.organisation_id, created_by=user.user_id
             )
         )
-        await session.flush()
+        await db.flush()
         table = ResultOp
         for start in range(0, size, SEED_CHUNK):
-            await session.execute(
+            await db.execute(
                 insert(table),
                 [
                     {
@@ -113,7 +136,8 @@ async def _seed_session(app: Any, user: SeededUser, size: int) -> uuid.UUID:
                     for offset, op in enumerate(ops[start : start + SEED_CHUNK])
                 ],
             )
-        await session.commit()
+        await rebuild(await db.connection(), session_id)  # the state, from the log
+        await db.commit()
     engine = app.state.database.engine
     if engine.dialect.name == "postgresql":
         # Measure a steady state, not the aftermath of a bulk load (fresh statistics,
@@ -159,7 +183,8 @@ async def _measure(
         for n in range(3):  # warm-up: connections, caches
             await post(client, live(-1 - n))
         times = [await post(client, live(n)) for n in range(requests)]
-        # Older than the whole log: forces a rebuild from it.
+        # Older than the whole log: folded into the per-path state like any other op.
+        cpu_before = time.process_time()
         late = [
             await post(
                 client,
@@ -175,6 +200,10 @@ async def _measure(
             )
             for k in range(3)
         ]
+        late_cpu = (time.process_time() - cpu_before) / len(late)
+    statement_ms = None
+    if backend == "postgresql":
+        statement_ms = await _late_statement_ms(app.state.database.url, user, session_id)
     ordered = sorted(times)
     return Row(
         backend=backend,
@@ -184,22 +213,133 @@ async def _measure(
         p50_ms=statistics.median(ordered) * 1000,
         p95_ms=ordered[max(0, int(len(ordered) * 0.95) - 1)] * 1000,
         late_ms=statistics.median(late) * 1000,
+        late_cpu_ms=late_cpu * 1000,
+        late_statement_ms=statement_ms,
+    )
+
+
+_LATE_WRITE = (
+    "SELECT o_outcome FROM firemode_results_write($1, $2, $3, $4, 'POST', '/bench', $5, $6,"
+    " '{}'::jsonb, false, now() + interval '1 day', now(), $7, 'bench', 10000000,"
+    " 1000000000, 100000000000, NULL)"
+)
+
+
+async def _late_statement_ms(url: str, user: SeededUser, session_id: uuid.UUID) -> float:
+    """Median time of the write statement alone (PostgreSQL's work plus one local round
+    trip) for a single op older than the whole log."""
+    import asyncpg
+    from sqlalchemy import make_url
+
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = await asyncpg.connect(dsn)
+    times = []
+    try:
+        for k in range(15):
+            ops = json.dumps(
+                [
+                    [
+                        "set",
+                        "/assets/a1/reading",
+                        -k,
+                        str(HLCTimestamp(2_000_000 + k)),
+                        "late",
+                        f"late-statement-{k}",
+                        2,
+                        False,
+                    ]
+                ]
+            )
+            started = time.perf_counter()
+            outcome = await conn.fetchval(
+                _LATE_WRITE,
+                user.organisation_id,
+                user.user_id,
+                session_id,
+                f"late-{uuid.uuid4()}",
+                "0" * 64,
+                k,
+                ops,
+            )
+            times.append(time.perf_counter() - started)
+            if outcome != "ok":
+                raise RuntimeError(f"late write answered {outcome}")
+    finally:
+        await conn.close()
+    return statistics.median(times[3:]) * 1000
+
+
+@dataclass
+class SizeRow:
+    backend: str
+    small_ms: float
+    large_ms: float
+
+    @property
+    def ratio(self) -> float:
+        return self.large_ms / self.small_ms if self.small_ms else 0.0
+
+
+async def _measure_document_size(
+    app: Any, user: SeededUser, backend: str, requests: int
+) -> SizeRow:
+    """One-op writes with ``Prefer: return=minimal`` into a session holding about 1 KB of
+    document and one holding about 1 MB, alternating, so both see the same machine."""
+    start_ms = time.time_ns() // 1_000_000 - 3600 * 1000
+    small = await _seed_session(app, user, 0, _sized_ops(1024, start_ms))
+    large = await _seed_session(app, user, 0, _sized_ops(1024 * 1024, start_ms))
+    clock = HybridLogicalClock()
+    timings: dict[uuid.UUID, list[float]] = {small: [], large: []}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+        for n in range(requests + 3):
+            for session_id in (small, large):
+                change = {
+                    "op": "set",
+                    "path": "/photos/p0",
+                    "value": n,
+                    "ts": str(clock.tick()),
+                    "op_id": f"size-{n}",
+                }
+                headers = {
+                    **user.headers,
+                    "Idempotency-Key": str(uuid.uuid4()),
+                    "Prefer": "return=minimal",
+                }
+                started = time.perf_counter()
+                response = await client.post(
+                    f"/v1/tests/sessions/{session_id}/results",
+                    json={"device_id": "live-device", "changes": [change]},
+                    headers=headers,
+                )
+                elapsed = time.perf_counter() - started
+                if response.status_code != 200:
+                    raise RuntimeError(f"POST -> {response.status_code}: {response.text[:300]}")
+                if n >= 3:  # warm-up
+                    timings[session_id].append(elapsed)
+    return SizeRow(
+        backend,
+        statistics.median(timings[small]) * 1000,
+        statistics.median(timings[large]) * 1000,
     )
 
 
 async def _run_backend(
     backend: str, url: str, sizes: list[int], requests: int, batch: int
-) -> list[Row]:
+) -> tuple[list[Row], SizeRow]:
     secret = new_jwt_secret()
     user = await seed_technician(url, secret)
     app = create_app(Settings(database_url=url, jwt_secret=secret, env="test"))
     try:
-        return [await _measure(app, user, backend, size, requests, batch) for size in sizes]
+        rows = [await _measure(app, user, backend, size, requests, batch) for size in sizes]
+        return rows, await _measure_document_size(app, user, backend, requests)
     finally:
         await app.state.database.dispose()
 
 
-def run(backend: str, sizes: list[int], requests: int, batch: int, server_url: str) -> list[Row]:
+def run(
+    backend: str, sizes: list[int], requests: int, batch: int, server_url: str
+) -> tuple[list[Row], SizeRow]:
     if backend == "sqlite":
         with tempfile.TemporaryDirectory(prefix="fm-merge-bench-") as tmp:
             url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
@@ -223,17 +363,41 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.log_sizes.split(",") if s.strip()]
     rows: list[Row] = []
+    size_rows: list[SizeRow] = []
     for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
-        rows.extend(run(backend, sizes, args.requests, args.batch, args.server_url))
+        backend_rows, size_row = run(backend, sizes, args.requests, args.batch, args.server_url)
+        rows.extend(backend_rows)
+        size_rows.append(size_row)
     print(
-        f"merge path, in process, {args.requests} sequential POSTs of {args.batch} ops "
-        "per log size (incremental), then 3 late ops (rebuild)"
+        f"merge path, in process (HTTP through the app), {args.requests} sequential POSTs of"
+        f" {args.batch} ops per log size, then 3 single late ops (older than the whole log;"
+        f" target < {LATE_TARGET_MS:.0f} ms at 100,000 ops)"
     )
-    print(f"{'backend':<11}{'log ops':>9}{'ops/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'rebuild ms':>12}")
+    print(
+        f"{'backend':<11}{'log ops':>9}{'ops/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'late op ms':>12}"
+        f"{'late op CPU ms':>16}{'late stmt ms':>14}"
+    )
     for row in rows:
         print(
             f"{row.backend:<11}{row.log_size:>9}{row.ops_per_s:>10.0f}{row.p50_ms:>9.2f}"
-            f"{row.p95_ms:>9.2f}{row.late_ms:>12.1f}"
+            f"{row.p95_ms:>9.2f}{row.late_ms:>12.2f}{row.late_cpu_ms:>16.2f}"
+            + (f"{row.late_statement_ms:>14.2f}" if row.late_statement_ms is not None else "")
+        )
+    print(
+        "(late op CPU: this process's CPU per late POST, app and client together; late stmt:"
+        " PostgreSQL only, the write statement alone for a late op, median of 12)"
+    )
+    print()
+    print(
+        f"one-op writes with Prefer: return=minimal, {args.requests} each, alternating between"
+        f" a session holding ~1 KB and one holding ~1 MB of document (target ratio <="
+        f" {SIZE_RATIO_TARGET})"
+    )
+    print(f"{'backend':<11}{'1 KB p50 ms':>13}{'1 MB p50 ms':>13}{'ratio':>8}")
+    for size_row in size_rows:
+        print(
+            f"{size_row.backend:<11}{size_row.small_ms:>13.2f}{size_row.large_ms:>13.2f}"
+            f"{size_row.ratio:>8.2f}"
         )
     return 0
 

@@ -67,12 +67,11 @@ FROM generate_series(1, $2::int) AS g
 # $5 = rows already there, $6 = seconds between consecutive sessions.
 SEED_SESSIONS = """
 INSERT INTO test_sessions (id, organisation_id, building_id, session_name, frequency,
-    scheduled_for, status, created_by, results_document, results_version, results_last_key,
-    results_size_bytes, created_at, updated_at)
+    scheduled_for, status, created_by, created_at, updated_at)
 SELECT gen_random_uuid(), $1::uuid, b.id, 'Bench session ' || t.g, 'monthly',
     date '2024-01-01' + floor(random() * 1095)::int,
     (ARRAY['draft', 'scheduled', 'in_progress', 'completed'])[1 + floor(random() * 4)::int],
-    $2::uuid, '{}'::jsonb, 0, NULL, 2, t.at, t.at
+    $2::uuid, t.at, t.at
 FROM (
     SELECT g, timestamptz '2024-01-01 00:00:00+00'
         + ($5::int + g) * $6::float8 * interval '1 second'

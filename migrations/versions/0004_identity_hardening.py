@@ -5,7 +5,7 @@ that the account-wide progressive login delay spares its owner's devices. The in
 ``refresh_tokens.parent_id`` serves the successor look-up of a refresh retry.
 
 Revision ID: 0004_identity_hardening
-Revises: 0002
+Revises: 0003_results_state
 """
 
 from collections.abc import Sequence
@@ -16,7 +16,7 @@ from alembic import op
 import src.app.core.database
 
 revision: str = "0004_identity_hardening"
-down_revision: str | None = "0002"
+down_revision: str | None = "0003_results_state"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

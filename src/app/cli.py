@@ -18,6 +18,7 @@ from src.app.core.database import Database
 from src.app.core.logging import configure_logging
 from src.app.core.settings import VAR_DIR, get_settings
 from src.app.identity import cli as identity_cli
+from src.app.results import cli as results_cli
 from src.app.rules import cli as rules_cli
 from src.app.schedule import cli as schedule_cli
 
@@ -27,6 +28,7 @@ maintenance_cli = typer.Typer(help="Housekeeping.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(maintenance_cli, name="maintenance")
 identity_cli.register(cli)
+results_cli.register(cli)
 audit_cli.register(cli)
 rules_cli.register(cli)
 schedule_cli.register(cli)

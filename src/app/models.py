@@ -10,7 +10,7 @@ from src.app.defects.models import Defect, DefectDeadline, DefectEvent
 from src.app.evidence.models import Evidence, EvidenceFlag
 from src.app.identity.models import LoginFailure, Organisation, RefreshToken, RevokedToken, User
 from src.app.reports.models import ConditionReport
-from src.app.results.models import ResultOp
+from src.app.results.models import ResultHead, ResultOp, ResultPath
 from src.app.rules.models import Rule, RuleVersion
 from src.app.schedule.models import (
     AssetBaseline,
@@ -39,7 +39,9 @@ __all__ = [
     "Organisation",
     "OutboxEvent",
     "RefreshToken",
+    "ResultHead",
     "ResultOp",
+    "ResultPath",
     "RevokedToken",
     "Rule",
     "RuleVersion",

@@ -106,7 +106,7 @@ async def test_openapi_documents_route_specific_statuses_and_headers(
     assert set(login["429"]["headers"]) == {"Retry-After"}
     results = paths["/v1/tests/sessions/{session_id}/results"]["post"]["responses"]
     assert set(results["409"]["headers"]) == {"Retry-After"}
-    assert set(results["200"]["headers"]) == {"Idempotent-Replayed"}
+    assert set(results["200"]["headers"]) == {"Idempotent-Replayed", "Preference-Applied"}
     assert set(paths["/health/ready"]["get"]["responses"]["503"]["headers"]) == {"Retry-After"}
 
 

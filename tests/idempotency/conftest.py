@@ -56,7 +56,7 @@ def probe_router(state: ProbeState) -> APIRouter:
     router = APIRouter(prefix="/v1/probe")
 
     async def handle(
-        body: ProbeIn, principal: Principal, session: AsyncSession, idem: IdempotentRequest
+        body: ProbeIn, principal: Principal, db: AsyncSession, idem: IdempotentRequest
     ) -> Response:
         async def work() -> Response:
             state.calls += 1
@@ -65,8 +65,8 @@ def probe_router(state: ProbeState) -> APIRouter:
                 session_name=body.name,
                 created_by=principal.user_id,
             )
-            session.add(row)
-            await session.flush()
+            db.add(row)
+            await db.flush()
             if state.explode_next:
                 state.explode_next = False
                 raise RuntimeError("the probe crashed mid-work")
@@ -87,19 +87,19 @@ def probe_router(state: ProbeState) -> APIRouter:
     async def create_thing(
         body: ProbeIn,
         principal: Principal = Depends(require_writer),
-        session: AsyncSession = Depends(get_db),
+        db: AsyncSession = Depends(get_db),
         idem: IdempotentRequest = Depends(idempotency_required),
     ) -> Response:
-        return await handle(body, principal, session, idem)
+        return await handle(body, principal, db, idem)
 
     @router.post("/optional", status_code=201)
     async def create_optional(
         body: ProbeIn,
         principal: Principal = Depends(require_writer),
-        session: AsyncSession = Depends(get_db),
+        db: AsyncSession = Depends(get_db),
         idem: IdempotentRequest = Depends(idempotency_optional),
     ) -> Response:
-        return await handle(body, principal, session, idem)
+        return await handle(body, principal, db, idem)
 
     return router
 
@@ -112,8 +112,8 @@ class Probe:
 
     async def count(self, name: str) -> int:
         """How many sessions the probe committed under ``name``."""
-        async with self.app.state.database.sessionmaker() as session:
-            found = await session.scalar(
+        async with self.app.state.database.sessionmaker() as db:
+            found = await db.scalar(
                 select(func.count())
                 .select_from(TestSession)
                 .where(TestSession.session_name == name)

@@ -180,8 +180,8 @@ async def test_an_expired_record_no_longer_counts(
     tech = tenant.technician
     session_id, key = uuid.uuid4(), "old-key"
     assert (await post(client, tech, session_id, key)).status_code == 200
-    async with app.state.database.sessionmaker() as session:
-        await session.execute(
+    async with app.state.database.sessionmaker() as db:
+        await db.execute(
             update(IdempotencyRecord)
             .where(
                 IdempotencyRecord.user_id == tech.id,
@@ -189,7 +189,7 @@ async def test_an_expired_record_no_longer_counts(
             )
             .values(expires_at=utc_now() - timedelta(seconds=1))
         )
-        await session.commit()
+        await db.commit()
     response = await post(
         client, tech, session_id, key, [{"op": "set", "path": "/new", "value": 1}]
     )
@@ -205,8 +205,8 @@ async def test_stored_records_expire_after_the_configured_ttl(
     tech = tenant.technician
     before = utc_now()
     assert (await post(client, tech, uuid.uuid4(), "ttl-key")).status_code == 200
-    async with app.state.database.sessionmaker() as session:
-        record = await session.scalar(
+    async with app.state.database.sessionmaker() as db:
+        record = await db.scalar(
             select(IdempotencyRecord).where(IdempotencyRecord.user_id == tech.id)
         )
     assert record is not None
@@ -283,8 +283,8 @@ async def test_maintenance_purge_deletes_only_expired_records(
     session_id = uuid.uuid4()
     kept = await post(client, tech, session_id, "purge-kept")
     await post(client, tech, session_id, "purge-expired", [{"op": "set", "path": "/p", "value": 1}])
-    async with app.state.database.sessionmaker() as session:
-        await session.execute(
+    async with app.state.database.sessionmaker() as db:
+        await db.execute(
             update(IdempotencyRecord)
             .where(
                 IdempotencyRecord.user_id == tech.id,
@@ -292,12 +292,12 @@ async def test_maintenance_purge_deletes_only_expired_records(
             )
             .values(expires_at=utc_now() - timedelta(minutes=1))
         )
-        await session.commit()
-        counts = await purge_expired(session, app.state.settings, utc_now())
+        await db.commit()
+        counts = await purge_expired(db, app.state.settings, utc_now())
     assert counts["idempotency_records"] >= 1
-    async with app.state.database.sessionmaker() as session:
+    async with app.state.database.sessionmaker() as db:
         keys = set(
-            await session.scalars(
+            await db.scalars(
                 select(IdempotencyRecord.idempotency_key).where(
                     IdempotencyRecord.user_id == tech.id
                 )
@@ -305,3 +305,33 @@ async def test_maintenance_purge_deletes_only_expired_records(
         )
     assert keys == {"purge-kept"}
     assert (await post(client, tech, session_id, "purge-kept")).content == kept.content
+
+
+async def test_a_large_response_is_stored_without_a_second_full_copy(
+    client: httpx.AsyncClient, app: FastAPI, make_tenant: Any
+) -> None:
+    tenant = await make_tenant()
+    tech = tenant.technician
+    session_id, key = uuid.uuid4(), "large-answer"
+    changes = [{"op": "set", "path": f"/photos/p{i}", "value": "x" * 1000} for i in range(20)]
+    first = await post(client, tech, session_id, key, changes)
+    assert first.status_code == 200
+    assert len(first.content) > 20_000
+    again = await post(client, tech, session_id, key, changes)
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.content == first.content
+
+    async with app.state.database.sessionmaker() as db:
+        record = await db.scalar(
+            select(IdempotencyRecord).where(
+                IdempotencyRecord.user_id == tech.id, IdempotencyRecord.idempotency_key == key
+            )
+        )
+    assert record is not None and record.response_body is not None
+    # Compressed (the generic path) or by reference to the version it answered (the
+    # one-statement path on PostgreSQL): either way far smaller than the answer.
+    assert len(record.response_body) < len(first.content) // 10
+    if record.response_document_version is not None:
+        assert record.response_document_version == 20
+    else:
+        assert record.response_encoding == "zlib"

@@ -102,11 +102,11 @@ class ResultsApi:
         return body["version"], body["document"]
 
     async def set_status(self, session_id: uuid.UUID, status: str) -> None:
-        async with self.app.state.database.sessionmaker() as session:
-            await session.execute(
+        async with self.app.state.database.sessionmaker() as db:
+            await db.execute(
                 update(TestSession).where(TestSession.id == session_id).values(status=status)
             )
-            await session.commit()
+            await db.commit()
 
     async def metric(self, name: str, labels: str) -> float:
         response = await self.client.get("/metrics")

@@ -99,7 +99,7 @@ async def test_two_devices_in_different_orders_converge(
     assert [op["version"] for op in ops_2] == list(range(1, DISTINCT_OPS + 1))
 
 
-async def test_op_older_than_everything_applied_rebuilds_from_the_log(
+async def test_op_older_than_everything_applied_merges_without_a_rebuild(
     results_api: ResultsApi, make_tenant: Any
 ) -> None:
     tenant = await make_tenant()
@@ -109,11 +109,10 @@ async def test_op_older_than_everything_applied_rebuilds_from_the_log(
         tech, session_id, [set_op("/a/x", 1, hlc(100)), set_op("/b", 1, hlc(100, 1))]
     )
     assert response.status_code == 200
-    rebuilds = await results_api.metric("firemode_results_merges_total", 'mode="rebuild"')
-    incremental = await results_api.metric("firemode_results_merges_total", 'mode="incremental"')
+    merges = await results_api.metric("firemode_results_merges_total", 'mode="state"')
 
-    # From a device that was offline: all older than what is merged. An incremental
-    # apply would turn /a into a scalar and delete /b; the merge keeps both.
+    # From a device that was offline: all older than what is merged. Applying them on
+    # top of the document would turn /a into a scalar and delete /b; the merge keeps both.
     response = await results_api.post(
         tech,
         session_id,
@@ -125,22 +124,13 @@ async def test_op_older_than_everything_applied_rebuilds_from_the_log(
     assert response.json()["document"] == expected
     assert response.json()["version"] == 5
     assert await results_api.state(tech, session_id) == (5, expected)
-    assert await results_api.metric("firemode_results_merges_total", 'mode="rebuild"') == (
-        rebuilds + 1
-    )
-    assert await results_api.metric("firemode_results_merges_total", 'mode="incremental"') == (
-        incremental
-    )
+    # Late or not, every merge folds into the per-path state: nothing replays the log.
+    assert await results_api.metric("firemode_results_merges_total", 'mode="state"') == (merges + 1)
+    assert await results_api.metric("firemode_results_merges_total", 'mode="rebuild"') == 0
 
-    # A newer op goes back to the incremental path.
     response = await results_api.post(tech, session_id, [set_op("/a", "newest", hlc(200))])
     assert response.json()["document"] == {"a": "newest", "b": 1, "c": 3}
-    assert await results_api.metric("firemode_results_merges_total", 'mode="incremental"') == (
-        incremental + 1
-    )
-    assert await results_api.metric("firemode_results_merges_total", 'mode="rebuild"') == (
-        rebuilds + 1
-    )
+    assert await results_api.metric("firemode_results_merges_total", 'mode="state"') == (merges + 2)
 
 
 async def test_delta_pull_returns_exactly_the_missing_ops(
@@ -264,8 +254,8 @@ async def test_minimal_body_creates_a_draft_session_and_is_stamped_by_the_server
     now_ms = datetime.now(UTC).timestamp() * 1000
     assert before.timestamp() * 1000 - 1 <= stamped_ms <= now_ms + skew_ms
 
-    async with results_api.app.state.database.sessionmaker() as session:
-        created = await session.scalar(select(TestSession).where(TestSession.id == session_id))
+    async with results_api.app.state.database.sessionmaker() as db:
+        created = await db.scalar(select(TestSession).where(TestSession.id == session_id))
     assert created is not None
     assert (created.organisation_id, created.status, created.building_id) == (
         tenant.organisation_id,

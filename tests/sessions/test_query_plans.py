@@ -48,12 +48,11 @@ def _principal(organisation_id: uuid.UUID) -> Principal:
 
 SEED_SESSIONS = f"""
 INSERT INTO test_sessions (id, organisation_id, building_id, session_name, frequency,
-    scheduled_for, status, created_by, results_document, results_version, results_last_key,
-    results_size_bytes, created_at, updated_at)
+    scheduled_for, status, created_by, created_at, updated_at)
 SELECT gen_random_uuid(), b.organisation_id, b.id, 'Session ' || t.g, 'monthly',
     date '2025-01-01' + floor(random() * 730)::int,
     (ARRAY['draft', 'scheduled', 'in_progress', 'completed'])[1 + floor(random() * 4)::int],
-    NULL, '{{}}'::jsonb, 0, NULL, 2, t.at, t.at
+    NULL, t.at, t.at
 FROM (
     SELECT g, timestamptz '2025-01-01 00:00:00+00' + random() * interval '700 days' AS at
     FROM generate_series(1, {SESSIONS}) AS g

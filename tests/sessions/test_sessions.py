@@ -221,9 +221,13 @@ async def test_create_adopts_the_results_sync_placeholder(
     app: FastAPI, client: httpx.AsyncClient, make_tenant: MakeTenant
 ) -> None:
     tenant, building_id = await _tenant_with_building(client, make_tenant)
-    session_id = await _placeholder(
-        app, tenant, created_by=tenant.admin.id, results_document={"test": "data"}
+    session_id = await _placeholder(app, tenant, created_by=tenant.admin.id)
+    early = await client.post(
+        f"/v1/tests/sessions/{session_id}/results",
+        json={"changes": [{"op": "set", "path": "/test", "value": "data"}]},
+        headers={**tenant.technician.headers, "Idempotency-Key": str(uuid.uuid4())},
     )
+    assert early.status_code == 200
     placeholder = (
         await client.get(f"/v1/tests/sessions/{session_id}", headers=tenant.viewer.headers)
     ).json()
@@ -243,8 +247,10 @@ async def test_create_adopts_the_results_sync_placeholder(
     assert adopted["status"] == "draft"
     assert adopted["created_at"] == placeholder["created_at"]
     assert adopted["created_by"] == str(tenant.admin.id)  # the first one to create it
-    row = await load(app, TestSession, session_id)
-    assert row.results_document == {"test": "data"}  # the early results are kept
+    results = await client.get(
+        f"/v1/tests/sessions/{session_id}/results", headers=tenant.viewer.headers
+    )
+    assert results.json()["document"] == {"test": "data"}  # the early results are kept
     assert await count_rows(app, TestSession, tenant.organisation_id) == 1
 
     again = await client.post("/v1/tests/sessions", json=body, headers=tenant.technician.headers)

@@ -6,7 +6,15 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from src.app.core.database import Base, IdentifiedMixin, UTCDateTime
@@ -29,4 +37,9 @@ class IdempotencyRecord(IdentifiedMixin, Base):
     response_status: Mapped[int | None] = mapped_column(Integer, default=None)
     response_body: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     response_headers: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    # None: the body is stored as sent; 'zlib': compressed (large bodies).
+    response_encoding: Mapped[str | None] = mapped_column(String(8), default=None)
+    # Set by routes that store a reference instead of a whole body: the stored body is
+    # the response without its document, which the route renders again at this version.
+    response_document_version: Mapped[int | None] = mapped_column(BigInteger, default=None)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -17,7 +17,7 @@ LATENCY = Histogram(
 )
 MERGES = Counter(
     "firemode_results_merges_total",
-    "Results merge requests by path taken (incremental or rebuild)",
+    "Results merge requests that applied ops (mode: state, the per-path state fold)",
     ["mode"],
 )
 MERGED_OPS = Counter(

@@ -61,8 +61,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_clock_skew_seconds: int = Field(default=5 * 60, ge=0)
     max_document_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
-    # Ops one session's results log may hold; a late op replays the whole log.
+    # Ops one session's results log may hold.
     max_session_ops: int = Field(default=200_000, ge=1)
+    # Bytes of paths and values one session's results log may hold (it is append-only).
+    max_session_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
     # About how many bytes of op values one delta page (GET ...?since=) carries.
     max_delta_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)

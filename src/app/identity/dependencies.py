@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from datetime import timedelta
 from typing import Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from src.app.core.clock import utc_now
 from src.app.core.database import get_db
 from src.app.core.errors import ApiError
 from src.app.core.settings import Settings
@@ -32,11 +34,33 @@ async def get_access_token_decoder(request: Request) -> TokenDecoder:
     dependencies in a thread pool, a costly hop for a function that does no I/O."""
 
     settings: Settings = request.app.state.settings
+    verified = _verified_tokens(request)
+    leeway = timedelta(seconds=settings.jwt_leeway_seconds)
 
     def decode(token: str) -> AccessClaims:
-        return decode_access_token(settings, token)
+        # A token verified before is not parsed and verified again: only its expiry can
+        # have changed. Revocation is checked on every request, after this.
+        claims = verified.get(token)
+        if claims is None or utc_now() > claims.expires_at + leeway:
+            claims = decode_access_token(settings, token)
+            if len(verified) >= _VERIFIED_TOKENS_MAX:
+                verified.pop(next(iter(verified)))
+            verified[token] = claims
+        return claims
 
     return decode
+
+
+_VERIFIED_TOKENS_MAX = 4096
+
+
+def _verified_tokens(request: Request) -> dict[str, AccessClaims]:
+    """This app's verified tokens (per app: each has its own signing secret)."""
+    state = request.app.state
+    cache: dict[str, AccessClaims] | None = getattr(state, "verified_tokens", None)
+    if cache is None:
+        cache = state.verified_tokens = {}
+    return cache
 
 
 async def get_current_principal(

@@ -61,23 +61,7 @@ class PreparedChange:
     value: Any
     ts: str | None
     op_id: str | None
-
-
-def _contains_nul(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            for key, child in item.items():
-                if "\x00" in key:
-                    return True
-                stack.append(child)
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
+    value_bytes: int  # the value's size as compact JSON (0 for a delete)
 
 
 def prepare_changes(
@@ -90,6 +74,7 @@ def prepare_changes(
         where = f"/changes/{index}"
         before = len(problems)
         segments: tuple[str, ...] = ()
+        value_bytes = 0
         if len(change.path) > MAX_PATH_LENGTH:
             problems.append(Problem(f"{where}/path", f"longer than {MAX_PATH_LENGTH} characters"))
         elif "\x00" in change.path:
@@ -104,13 +89,11 @@ def prepare_changes(
             if not has_value:
                 problems.append(Problem(f"{where}/value", "a 'set' needs a value (null is one)"))
             else:
+                # The one walk over the value: types, U+0000, depth and size.
                 try:
-                    validate_value(change.value, MAX_VALUE_BYTES)
+                    value_bytes = validate_value(change.value, MAX_VALUE_BYTES)
                 except InvalidOp as exc:
                     problems.append(Problem(f"{where}/value", str(exc)))
-                else:
-                    if _contains_nul(change.value):
-                        problems.append(Problem(f"{where}/value", "must not contain U+0000"))
         elif has_value:
             problems.append(Problem(f"{where}/value", "a 'delete' takes no value"))
         ts: str | None = None
@@ -122,7 +105,9 @@ def prepare_changes(
         if len(problems) == before:
             value = change.value if change.op == "set" else None
             prepared.append(
-                PreparedChange(change.op, change.path, segments, value, ts, change.op_id)
+                PreparedChange(
+                    change.op, change.path, segments, value, ts, change.op_id, value_bytes
+                )
             )
     if problems:
         raise InvalidBatch(problems)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
@@ -20,8 +20,9 @@ from src.app.core.responses import json_response
 from src.app.core.settings import Settings
 from src.app.core.tenancy import Principal
 from src.app.identity.dependencies import require_reader, require_writer
+from src.app.results.documents import read_results
 from src.app.results.schemas import ResultsOut, ResultsSubmission, ResultsSubmitted
-from src.app.results.service import Submitted, read_results, submit_results
+from src.app.results.service import PREFERENCE_APPLIED, submit_results
 
 router = APIRouter(prefix="/tests/sessions", tags=["results"])
 
@@ -30,59 +31,69 @@ MAX_DELTA_LIMIT = 10_000
 MAX_VERSION = 2**63 - 1  # versions are BIGINT
 
 
+SUBMIT_DESCRIPTION = """
+Merges a batch of `set`/`delete` changes into the session's results document, a
+last-writer-wins tree keyed by JSON Pointer and ordered by `(ts, device_id, op_id)`.
+Accepted whole or refused whole. Ops already received (same `op_id`, or same
+`(ts, device, path, op, value)` for ops without one) are counted in `duplicates` and not
+applied again. An unknown session id is created as a `draft` in the caller's
+organisation. Ops without `ts` are stamped by the server's hybrid logical clock; without
+`device_id` they belong to device `user:<user id>`. Requires `Idempotency-Key`.
+
+With `Prefer: return=minimal` (RFC 7240) the body omits `document` and the response
+carries `Preference-Applied: return=minimal`: a client that pulls deltas then pays
+nothing for a large document. Refusals (422): more ops than `FIREMODE_MAX_SESSION_OPS`
+in the session's log, more than `FIREMODE_MAX_SESSION_BYTES` of paths and values in it,
+or a state larger than `FIREMODE_MAX_DOCUMENT_BYTES`.
+"""
+
+
 @router.post(
     "/{session_id}/results",
+    name="submit_results",
     response_model=ResultsSubmitted,
+    response_model_exclude_unset=True,
     summary="Submit result changes (CRDT merge)",
-    description=(
-        "Merges a batch of `set`/`delete` changes into the session's results document, "
-        "a last-writer-wins tree keyed by JSON Pointer and ordered by `(ts, device_id, "
-        "op_id)`. Accepted whole or refused whole. Ops already received (same `op_id`, "
-        "or same `(ts, device, path, op, value)` for ops without one) are counted in "
-        "`duplicates` and not applied again. An unknown session id is created as a "
-        "`draft` in the caller's organisation. Ops without `ts` are stamped by the "
-        "server's hybrid logical clock; without `device_id` they belong to device "
-        "`user:<user id>`. Requires `Idempotency-Key`."
-    ),
-    responses=error_responses(*IDEMPOTENCY_ERROR_STATUSES),
+    description=SUBMIT_DESCRIPTION,
+    responses={
+        **error_responses(404, *IDEMPOTENCY_ERROR_STATUSES),
+        200: {
+            "description": "Merged (or replayed, with `Idempotent-Replayed: true`)",
+            "headers": {
+                PREFERENCE_APPLIED: {
+                    "description": "`return=minimal` when the request asked for it",
+                    "schema": {"type": "string"},
+                }
+            },
+        },
+    },
 )
 async def submit(
     session_id: uuid.UUID,
     body: ResultsSubmission,
     request: Request,
     principal: Principal = Depends(require_writer),
-    session: AsyncSession = Depends(get_db),
+    db: AsyncSession = Depends(get_db),
     idempotency: IdempotentRequest = Depends(idempotency_required),
+    prefer: str | None = Header(
+        default=None,
+        description="`return=minimal` (RFC 7240): answer without `document`",
+        examples=["return=minimal"],
+    ),
 ) -> Response:
-    settings: Settings = request.app.state.settings
-    outcome: list[Submitted] = []
-
-    async def work() -> Response:
-        submitted = await submit_results(session, principal, session_id, body, settings)
-        outcome.append(submitted)
-        return json_response(
-            ResultsSubmitted(
-                session_id=submitted.session_id,
-                version=submitted.version,
-                applied=submitted.applied,
-                duplicates=submitted.duplicates,
-                server_ts=submitted.server_ts,
-                document=submitted.document,
-            )
-        )
-
-    response = await idempotency.run(principal, work)
-    if outcome and response.status_code < 400:  # counted once committed, never for replays
-        done = outcome[0]
-        if done.mode != "none":
-            MERGES.labels(done.mode).inc()
+    done = await submit_results(request, db, principal, session_id, body, idempotency)
+    if done.response.status_code < 400 and done.applied + done.duplicates:
+        # Counted once committed, never for replays.
+        if done.applied:
+            MERGES.labels("state").inc()
         MERGED_OPS.labels("applied").inc(done.applied)
         MERGED_OPS.labels("duplicate").inc(done.duplicates)
-    return response
+    return done.response
 
 
 @router.get(
     "/{session_id}/results",
+    name="read_results",
     response_model=ResultsOut,
     summary="Read the results document, optionally with the ops after a version",
     description=(
@@ -98,7 +109,7 @@ async def read(
     session_id: uuid.UUID,
     request: Request,
     principal: Principal = Depends(require_reader),
-    session: AsyncSession = Depends(get_db),
+    db: AsyncSession = Depends(get_db),
     since: int | None = Query(
         default=None, ge=0, le=MAX_VERSION, description="Last version the client has"
     ),
@@ -111,7 +122,7 @@ async def read(
 ) -> Response:
     settings: Settings = request.app.state.settings
     out = await read_results(
-        session,
+        db,
         principal,
         session_id,
         since=since,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from src.app.core.schemas import RequestModel
+from src.app.core.schemas import RequestModel, storable_json_problem
 
 MAX_CHANGES = 1000
 MAX_ID_LENGTH = 128
@@ -47,6 +47,18 @@ class ChangeIn(RequestModel):
         default=None, description="Stable id of the op; retries of one op reuse it"
     )
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, value: Any, info: ValidationInfo) -> Any:  # type: ignore[override]
+        # ``value`` is walked once, with its size, by ``results.ingest.prepare_changes``
+        # (same checks: U+0000, surrogates, NaN/Infinity, depth), not here as well.
+        if info.field_name == "value":
+            return value
+        problem = storable_json_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
 
 class ResultsSubmission(RequestModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
@@ -64,7 +76,10 @@ class ResultsSubmitted(BaseModel):
     applied: int = Field(description="Ops of this request newly accepted into the log")
     duplicates: int = Field(description="Ops of this request that were already received")
     server_ts: str = Field(description="The server's hybrid logical clock after the merge")
-    document: dict[str, Any]
+    document: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The merged document; absent with `Prefer: return=minimal`",
+    )
 
 
 class ResultOpOut(BaseModel):

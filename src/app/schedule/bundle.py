@@ -22,7 +22,6 @@ from typing import IO, Any
 
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import defer
 
 from src.app.buildings.models import Asset, Building
 from src.app.buildings.schemas import AssetOut, BuildingOut
@@ -32,6 +31,7 @@ from src.app.defects.lifecycle import DefectStatus
 from src.app.defects.models import Defect
 from src.app.defects.schemas import DefectOut
 from src.app.results.documents import current_document
+from src.app.results.models import ResultHead
 from src.app.rules.models import Rule, RuleVersion
 from src.app.rules.schemas import RuleVersionOut
 from src.app.rules.service import applicable_rules, visible_to
@@ -182,8 +182,11 @@ async def etag(db: AsyncSession, request: BundleRequest) -> tuple[str, int]:
                 select(
                     func.count(),
                     func.max(TestSession.updated_at),
-                    func.sum(TestSession.results_version),
-                ).where(
+                    func.sum(ResultHead.version),
+                )
+                .select_from(TestSession)
+                .outerjoin(ResultHead, ResultHead.session_id == TestSession.id)
+                .where(
                     TestSession.organisation_id == request.organisation_id,
                     TestSession.building_id == request.building_id,
                     _OPEN_SESSION,
@@ -352,11 +355,7 @@ async def _write_sessions(db: AsyncSession, request: BundleRequest, spool: _Gzip
     spool.write(',"sessions":[')
     for index, session_id in enumerate(session_ids):
         test_session = (
-            await db.execute(
-                select(TestSession)
-                .where(TestSession.id == session_id)
-                .options(defer(TestSession.results_document))
-            )
+            await db.execute(select(TestSession).where(TestSession.id == session_id))
         ).scalar_one()
         routines = (
             await db.execute(

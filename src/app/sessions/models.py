@@ -5,9 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from src.app.core.database import Base, IdentifiedMixin
@@ -43,11 +42,6 @@ class TestSession(IdentifiedMixin, Base):
     created_by: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), default=None
     )
-    # The materialised CRDT document: a cache of the op log, rebuilt from it when needed.
-    results_document: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    results_version: Mapped[int] = mapped_column(BigInteger, default=0)
-    results_last_key: Mapped[str | None] = mapped_column(String(400), default=None)
-    results_size_bytes: Mapped[int] = mapped_column(Integer, default=2)
 
 
 # Keyset pagination indexes (organisation, equality filter, created_at DESC, id DESC): a page

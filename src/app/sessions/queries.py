@@ -9,7 +9,6 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import Select, select
-from sqlalchemy.orm import defer
 
 from src.app.core.tenancy import Principal, scoped
 from src.app.sessions.models import SessionStatus, TestSession
@@ -48,10 +47,7 @@ class SessionFilters:
 
 
 def list_sessions(principal: Principal, filters: SessionFilters) -> Select[Any]:
-    # The results document can be megabytes per session and no list shows it.
-    statement = scoped(select(TestSession), TestSession, principal).options(
-        defer(TestSession.results_document)
-    )
+    statement = scoped(select(TestSession), TestSession, principal)
     if len(filters.statuses) == 1:
         # Equality, so the (organisation_id, status, created_at, id) index gives the order.
         statement = statement.where(TestSession.status == filters.statuses[0].value)

@@ -12,7 +12,6 @@ from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import defer
 
 from src.app.buildings.models import Building
 from src.app.core import audit
@@ -72,12 +71,7 @@ rule versions published by then apply to its evaluation); moving to `completed` 
 async def _find_session_for_create(db: AsyncSession, session_id: uuid.UUID) -> TestSession | None:
     # Deliberately not scoped: ids are global, and a collision with another organisation's
     # id must be refused (without saying anything about that session).
-    statement = (
-        select(TestSession)
-        .where(TestSession.id == session_id)
-        .options(defer(TestSession.results_document))  # megabytes, and not needed here
-        .with_for_update()
-    )
+    statement = select(TestSession).where(TestSession.id == session_id).with_for_update()
     found: TestSession | None = (await db.execute(statement)).scalar_one_or_none()
     return found
 
