@@ -48,6 +48,11 @@ def _configure(connection: Connection) -> None:
 
 
 def _run_sync(connection: Connection) -> None:
+    if connection.dialect.name == "sqlite":
+        # Batch mode rebuilds a table (copy, drop, rename); with foreign keys on, dropping
+        # the old table would cascade into every table that references it. Off before any
+        # transaction starts (SQLite ignores the pragma inside one).
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
     _configure(connection)
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_ID})

@@ -40,7 +40,8 @@ def _body_operations(app: FastAPI) -> list[tuple[str, str]]:
         (method.upper(), path)
         for path, item in schema["paths"].items()
         for method, operation in item.items()
-        if "requestBody" in operation
+        # JSON bodies only: an upload (multipart) is streamed, never parsed as JSON.
+        if "application/json" in operation.get("requestBody", {}).get("content", {})
     )
 
 
@@ -56,7 +57,8 @@ async def _snapshot(app: FastAPI) -> dict[str, tuple[int, Any]]:
 
 
 def _concrete(path: str, ids: dict[str, str]) -> str:
-    return re.sub(r"\{(\w+)\}", lambda match: ids[match.group(1)], path)
+    # The body is refused before routing, so any id fits a path the test did not seed.
+    return re.sub(r"\{(\w+)\}", lambda match: ids.get(match.group(1), str(uuid.uuid4())), path)
 
 
 async def test_every_body_operation_answers_400_for_each_malformed_body(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,6 +20,7 @@ from src.app.core.audit_model import AuditEntry
 from src.app.core.database import get_database, get_db
 from src.app.core.errors import ApiError, FieldError, error_responses
 from src.app.core.pagination import Page, PageParams, page_params, paginate
+from src.app.core.schemas import DateTimeInput
 from src.app.core.tenancy import Principal, Role
 from src.app.identity.dependencies import require_role
 
@@ -45,10 +45,10 @@ async def get_audit(
     subject_type: str | None = Query(None, max_length=64, description="e.g. `test_session`."),
     subject_id: str | None = Query(None, max_length=128, description="The subject's id."),
     actor_id: uuid.UUID | None = Query(None, description="Only changes made by this user."),
-    since: datetime | None = Query(
+    since: DateTimeInput | None = Query(
         None, alias="from", description="Only entries created at or after this time."
     ),
-    until: datetime | None = Query(
+    until: DateTimeInput | None = Query(
         None, alias="to", description="Only entries created before this time."
     ),
     params: PageParams = Depends(page_params),

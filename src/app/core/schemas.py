@@ -30,6 +30,23 @@ def _full_date_only(value: Any) -> Any:
 CalendarDate = Annotated[date, BeforeValidator(_full_date_only)]
 """A date in and out as ``YYYY-MM-DD`` (RFC 3339 full-date), nothing else."""
 
+_DATE_TIME = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+def _date_time_only(value: Any) -> Any:
+    # As for dates: no Unix timestamps, and an offset is required (RFC 3339 date-time).
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _DATE_TIME.match(value):
+        raise ValueError("must be an RFC 3339 date-time with an offset, e.g. 2026-12-01T09:30:00Z")
+    return value
+
+
+DateTimeInput = Annotated[datetime, BeforeValidator(_date_time_only)]
+"""A timestamp accepted only as RFC 3339 ``date-time`` with an offset."""
+
 
 def storable_json_problem(value: Any, depth: int = 0) -> str | None:
     """Why ``value`` cannot be stored faithfully by both databases, or None.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import date
 
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,6 +17,7 @@ from src.app.core.idempotency import (
     idempotency_optional,
 )
 from src.app.core.responses import JSON_MEDIA_TYPE
+from src.app.core.schemas import CalendarDate
 from src.app.core.tenancy import Principal, get_owned
 from src.app.identity.dependencies import require_admin, require_reader
 from src.app.reports.gather import Period
@@ -147,8 +147,8 @@ async def get_yearly_condition(
 )
 async def get_logbook(
     building_id: uuid.UUID,
-    since: date = Query(alias="from", description="First day of the period."),
-    until: date = Query(alias="to", description="Last day of the period (inclusive)."),
+    since: CalendarDate = Query(alias="from", description="First day of the period."),
+    until: CalendarDate = Query(alias="to", description="Last day of the period (inclusive)."),
     principal: Principal = Depends(require_reader),
     db: AsyncSession = Depends(get_db),
 ) -> Response:

@@ -18,6 +18,7 @@ from src.app.buildings.models import Asset, AssetType, Building
 from src.app.core.database import get_db
 from src.app.core.errors import ApiError, FieldError, error_responses
 from src.app.core.pagination import Page, PageParams, page_params, paginate
+from src.app.core.schemas import CalendarDate
 from src.app.core.settings import Settings
 from src.app.core.tenancy import Principal, get_owned
 from src.app.core.transactions import begin_write
@@ -109,8 +110,8 @@ async def _page(
 )
 async def get_due(
     request: Request,
-    date_from: date | None = FROM_QUERY,
-    date_to: date | None = TO_QUERY,
+    date_from: CalendarDate | None = FROM_QUERY,
+    date_to: CalendarDate | None = TO_QUERY,
     building_id: uuid.UUID | None = Query(None, description="Only this building's."),
     status: StatusFilter | None = STATUS_QUERY,
     params: PageParams = Depends(page_params),
@@ -137,8 +138,8 @@ async def get_due(
 async def get_building_schedule(
     request: Request,
     building_id: uuid.UUID,
-    date_from: date | None = FROM_QUERY,
-    date_to: date | None = TO_QUERY,
+    date_from: CalendarDate | None = FROM_QUERY,
+    date_to: CalendarDate | None = TO_QUERY,
     status: StatusFilter | None = STATUS_QUERY,
     params: PageParams = Depends(page_params),
     principal: Principal = Depends(require_reader),
