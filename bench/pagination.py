@@ -1,4 +1,4 @@
-"""Deep-page latency of the sessions list (FR-7 keyset pagination) on PostgreSQL.
+"""Deep-page latency of the sessions list (keyset pagination, docs/api/pagination.md) on PostgreSQL.
 
 For each size (default 10,000 and 1,000,000 sessions) a throwaway database is created,
 migrated and seeded with one organisation's sessions (dropped again at the end). Then

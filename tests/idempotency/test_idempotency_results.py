@@ -1,4 +1,4 @@
-"""Idempotency-Key on POST .../results (CONTRACT section 8), through HTTP."""
+"""Idempotency-Key on POST .../results (docs/api/idempotency.md), through HTTP."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every bad input of CONTRACT section 7 gets its stated status and changes nothing."""
+"""Every bad input of results sync (docs/api/results-sync.md): its status, nothing changed."""
 
 from __future__ import annotations
 

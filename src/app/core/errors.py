@@ -1,4 +1,7 @@
-"""FR-5: the one error mechanism. Every error leaves the service as this problem document."""
+"""The one error mechanism: every error leaves the service as this problem document.
+
+The format is described for clients in docs/api/errors.md.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Stored outcomes of POST requests keyed by Idempotency-Key (CONTRACT section 8)."""
+"""Stored outcomes of POST requests keyed by Idempotency-Key (docs/api/idempotency.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Last-writer-wins JSON tree keyed by JSON Pointer paths: the results-sync merge engine.
 
-The definition (contract section 7): the document is what you get by applying every
+The definition (docs/api/results-sync.md): the document is what you get by applying every
 op of a session, deduplicated by ``op_id`` and sorted by ``(ts, device_id, op_id)``,
 to ``{}``. Because the result depends only on the *set* of ops, merging is
 commutative, associative and idempotent by construction: arrival order, duplicates
@@ -54,17 +54,17 @@ MAX_PATH_DEPTH: Final = 32
 """Most segments a path may have."""
 
 MAX_VALUE_BYTES: Final = 64 * 1024
-"""Largest ``set`` value, measured as compact UTF-8 JSON (contract: 64 KiB)."""
+"""Largest ``set`` value, measured as compact UTF-8 JSON (the API's limit: 64 KiB)."""
 
 MAX_VALUE_DEPTH: Final = 64
 """Deepest nesting of arrays/objects inside one value.
 
-Not in the contract: it keeps the (recursive) copy and encode steps far from Python's
+Not an API limit: it keeps the (recursive) copy and encode steps far from Python's
 recursion limit. 64 levels is far beyond any real result record.
 """
 
 MAX_DOCUMENT_BYTES: Final = 5 * 1024 * 1024
-"""Largest merged document, as compact UTF-8 JSON (contract: 5 MiB)."""
+"""Largest merged document, as compact UTF-8 JSON (the API's limit: 5 MiB)."""
 
 MAX_ID_LENGTH: Final = 128
 """Longest ``device_id`` / ``op_id`` (the op log stores them in 128-character columns)."""

@@ -45,7 +45,7 @@ MAX_WALL_MS: Final = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC) - _
 """9999-12-31T23:59:59.999Z, the last instant a 4-digit year can express."""
 
 DEFAULT_MAX_SKEW_MS: Final = 5 * 60 * 1000
-"""How far ahead of the server clock a client timestamp may be (contract section 7)."""
+"""How far ahead of the server clock a client timestamp may be (docs/api/results-sync.md)."""
 
 # [0-9] rather than \d: \d also matches non-ASCII digits such as '٣'.
 _TS_RE: Final = re.compile(

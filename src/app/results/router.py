@@ -1,4 +1,4 @@
-"""Results sync (FR-4): CRDT submission with idempotency, and delta pull."""
+"""Results sync: CRDT submission with idempotency, and delta pull."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Request and response bodies of results sync (CONTRACT section 7)."""
+"""Request and response bodies of results sync (docs/api/results-sync.md)."""
 
 from __future__ import annotations
 
