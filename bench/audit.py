@@ -6,7 +6,8 @@ One run, one machine, one throwaway PostgreSQL database: the real app
 request a unique ``Idempotency-Key`` and a batch of 5 ops, on 200 sessions of one
 organisation), alternately **with** the audit trail (one entry per accepted batch, and
 each worker's sealer linking them into the chain every second) and **without** it (the
-same app with the results service's audit writer replaced by a no-op). Rounds alternate
+same app with a database trigger dropping each entry, since the PostgreSQL write function
+inserts it itself). Rounds alternate
 (without, with, without, with, ...) so that drift of a shared machine hits both alike;
 the figure is the ratio of the medians. At the end the organisation's chain is sealed
 and verified, and the number of its entries is compared with the batches accepted.
@@ -44,8 +45,7 @@ from bench._server import (
 )
 
 TARGET_OVERHEAD = 0.10
-WITH_AUDIT = "src.app.main:app"
-WITHOUT_AUDIT = "bench.audit:app_without_audit"
+APP = "src.app.main:app"
 
 WRK_SCRIPT = r"""
 -- bench/audit.py: args after "--" are token, run id (8 hex), sessions, ops, nonce.
@@ -89,18 +89,8 @@ end
 """
 
 
-class _NoAudit:
-    """Stands in for ``src.app.core.audit`` in the results service: writes nothing."""
-
-    async def record_by(self, *_args: Any, **_kwargs: Any) -> None:
-        return None
-
-    async def record(self, *_args: Any, **_kwargs: Any) -> None:
-        return None
-
-
-# On PostgreSQL the results write is one server-side function that inserts its audit entry
-# itself, so "without audit" also needs the database to drop that insert: a BEFORE INSERT
+# The results write is one server-side function that inserts its audit entry itself, so
+# "without audit" is the same app with the database dropping that insert: a BEFORE INSERT
 # trigger that returns NULL (named to fire before the stamping trigger). Its own cost, a
 # trivial trigger call, is counted against the audit trail: the figure errs high.
 _SKIP_AUDIT_SQL = (
@@ -121,15 +111,6 @@ async def _set_audit_skipped(database_url: str, skipped: bool) -> None:
             await connection.execute(statement)
     finally:
         await connection.close()
-
-
-def app_without_audit() -> Any:
-    """uvicorn ``--factory`` target: the real app, minus the results path's audit entry."""
-    from src.app.main import create_app
-    from src.app.results import service
-
-    setattr(service, "audit", _NoAudit())  # noqa: B010  (mypy: a module attribute)
-    return create_app()
 
 
 @dataclass
@@ -167,13 +148,11 @@ def _measure(
     script: Path,
     options: argparse.Namespace,
 ) -> Measurement:
-    app = WITH_AUDIT if mode == "with audit" else WITHOUT_AUDIT
-    extra = [] if mode == "with audit" else ["--factory"]
     run_id = uuid.uuid4().hex[:8]
     database_url = env["FIREMODE_DATABASE_URL"]
     assert database_url is not None
     asyncio.run(_set_audit_skipped(database_url, skipped=mode != "with audit"))
-    with UvicornServer(app, workers=options.workers, env=env, extra_args=extra) as server:
+    with UvicornServer(APP, workers=options.workers, env=env) as server:
         common = [user.token, run_id, str(options.sessions), str(options.ops)]
         _run_wrk(server.base_url, script, [*common, "warm"], seconds=3, connections=64)
         figures = _run_wrk(
