@@ -25,7 +25,7 @@ from src.app.core.errors import (
     FieldError,
     install_error_handlers,
 )
-from src.app.core.idempotency import IDEMPOTENCY_HEADER, idempotency_required
+from src.app.core.idempotency import IDEMPOTENCY_HEADER, required_idempotency_key
 from src.app.core.logging import configure_logging
 from src.app.core.middleware import RequestContextMiddleware
 from src.app.core.settings import Settings, get_settings
@@ -78,13 +78,13 @@ def _uses(dependant: Dependant, call: object) -> bool:
 
 def _describe_idempotency_keys(schema: dict[str, Any], routes: list[Any]) -> None:
     """The ``Idempotency-Key`` header as the server enforces it, ``required: true`` on
-    routes depending on ``idempotency_required`` (the dependency declares it optional so
+    routes depending on ``required_idempotency_key`` (which declares it optional so
     that a missing key is our 400, not a generic 422)."""
     for context in iter_route_contexts(routes):
         route = context.original_route
         if not isinstance(route, APIRoute):
             continue
-        required = _uses(route.dependant, idempotency_required)
+        required = _uses(route.dependant, required_idempotency_key)
         path_item = schema.get("paths", {}).get(context.path_format or "", {})
         for method in context.methods or ():
             for parameter in path_item.get(method.lower(), {}).get("parameters", []):

@@ -9,7 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from src.app.results.crdt import Op, merge, unique_ops
-from src.app.results.state import PathState, document, fold, fold_op, state_ops
+from src.app.results.ingest import encode_order_key
+from src.app.results.state import (
+    PathState,
+    document,
+    document_of_rows,
+    fold,
+    fold_op,
+    state_ops,
+)
 from tests.results.test_crdt_engine import T1, T2, T3, d, op_sets, reference_merge, s
 
 CORE_PROPERTY = settings(max_examples=200, deadline=None)
@@ -59,6 +67,38 @@ def test_state_document_equals_full_log_merge(data: st.DataObject) -> None:
     batches += data.draw(st.lists(st.sampled_from(batches), max_size=2))
     states = folded(data.draw(st.permutations(batches)))
     assert document(states.values()) == reference_merge(ops) == merge(ops)
+
+
+def stored_rows(states: dict[str, PathState]) -> list[tuple[str, Any, Any, Any]]:
+    """The state as the database stores it: one row per path, joined order keys."""
+    return [
+        (
+            path,
+            encode_order_key(state.set.order_key) if state.set else None,
+            state.set.value if state.set else None,
+            encode_order_key(state.delete.order_key) if state.delete else None,
+        )
+        for path, state in states.items()
+    ]
+
+
+@CORE_PROPERTY
+@given(st.data())
+def test_document_of_stored_rows_equals_document_of_state(data: st.DataObject) -> None:
+    """The lean builder every read and full write response uses is the same merge."""
+    ops = data.draw(op_sets(max_size=18))
+    batches = [ops[i : i + 3] for i in range(0, len(ops), 3)]
+    states = folded(data.draw(st.permutations(batches)))
+    rows = data.draw(st.permutations(stored_rows(states)))
+    assert document_of_rows(rows) == document(states.values()) == merge(ops)
+
+
+def test_document_of_stored_rows_copies_values() -> None:
+    """A set beneath a stored object value must not write into the row's value."""
+    value = {"c": 1}
+    states = folded([[s("/a", value, T1), s("/a/b", 2, T2)]])
+    assert document_of_rows(stored_rows(states)) == {"a": {"c": 1, "b": 2}}
+    assert value == {"c": 1}
 
 
 @CORE_PROPERTY

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from src.app.core.clock import utc_now
-from src.app.core.db_errors import install_disconnect_detection
+from src.app.core.db_errors import install_disconnect_detection, is_lost_connection
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -165,3 +166,22 @@ async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request. Routes commit explicitly; anything uncommitted rolls back."""
     async with get_database(request).sessionmaker() as db:
         yield db
+
+
+@contextlib.asynccontextmanager
+async def driver_connection(database: Database) -> AsyncIterator[Any]:
+    """A pooled connection's driver connection itself (asyncpg), for a hot path that sends
+    one statement and cannot afford SQLAlchemy's execution layer (results sync). The same
+    pool and connections as everything else; no transaction is begun (the statement is
+    its own). A lost connection discards the whole pool, as ``db_errors`` makes
+    SQLAlchemy do for its own statements, so an outage costs one failed request per
+    process rather than one per pooled connection."""
+    async with database.engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        try:
+            yield raw.driver_connection
+        except Exception as exc:
+            if is_lost_connection(exc):
+                await conn.invalidate(exc)
+                await database.engine.dispose(close=False)
+            raise

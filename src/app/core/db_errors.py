@@ -126,7 +126,8 @@ def is_database_unavailable(exc: BaseException) -> bool:
     return unavailable_reason(exc) is not None
 
 
-def _is_lost_connection(exc: BaseException) -> bool:
+def is_lost_connection(exc: BaseException) -> bool:
+    """Whether ``exc`` means the connection itself is gone (not just this statement)."""
     for link in _chain(exc):
         code = _sqlstate(link)
         if code is not None and code.startswith(_DISCONNECT_SQLSTATES):
@@ -140,7 +141,7 @@ def _mark_disconnects(context: ExceptionContext) -> None:
     # SQLAlchemy then invalidates the whole pool (every connection opened before now is
     # replaced at its next checkout), so after an outage each pooled connection does not
     # cost a client one failed request. Free in steady state: it runs only on errors.
-    if not context.is_disconnect and _is_lost_connection(context.original_exception):
+    if not context.is_disconnect and is_lost_connection(context.original_exception):
         context.is_disconnect = True
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -63,13 +64,12 @@ def _verified_tokens(request: Request) -> dict[str, AccessClaims]:
     return cache
 
 
-async def get_current_principal(
+async def get_access_claims(
     request: Request,
     credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
     decode: TokenDecoder = Depends(get_access_token_decoder),
-    db: AsyncSession = Depends(get_db),
-    revocations: RevocationChecker = Depends(get_revocation_checker),
-) -> Principal:
+) -> AccessClaims:
+    """The bearer token's verified claims (401 otherwise), revocation not yet checked."""
     if credentials is None:
         header = request.headers.get("authorization")
         raise _unauthorized(
@@ -83,15 +83,53 @@ async def get_current_principal(
         claims = decode(credentials.credentials)
     except InvalidToken as exc:
         raise _unauthorized(str(exc)) from exc
-    try:
-        role = Role(claims.role)
-    except ValueError as exc:
-        raise _unauthorized("The access token's role is unknown") from exc
+    if claims.role not in _ROLE_NAMES:
+        raise _unauthorized("The access token's role is unknown")
+    request.state.principal_user_id = str(claims.user_id)
+    return claims
+
+
+_ROLE_NAMES = frozenset(role.value for role in Role)
+
+
+def principal_of(claims: AccessClaims) -> Principal:
+    return Principal(
+        claims.user_id, claims.organisation_id, Role(claims.role), claims.jti, claims.expires_at
+    )
+
+
+async def get_current_principal(
+    claims: AccessClaims = Depends(get_access_claims),
+    db: AsyncSession = Depends(get_db),
+    revocations: RevocationChecker = Depends(get_revocation_checker),
+) -> Principal:
     refusal = await revocations.refusal(db, claims)
     if refusal is not None:
         raise _unauthorized(refusal)
-    request.state.principal_user_id = str(claims.user_id)
-    return Principal(claims.user_id, claims.organisation_id, role, claims.jti, claims.expires_at)
+    return principal_of(claims)
+
+
+def revoked(reason: str) -> ApiError:
+    """The 401 of a revoked token, for a route that checks revocation itself."""
+    return _unauthorized(reason)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRevocationCheck:
+    """A caller whose token is verified and whose role is allowed, but whose revocation
+    check the route makes itself, in the same database round trip as its work (the
+    results write path: ``RevocationChecker.guard_sql``). Nothing may be read or written
+    for it before that check."""
+
+    principal: Principal
+    claims: AccessClaims
+
+
+def _role_refusal(role: Role, allowed: frozenset[Role]) -> ApiError | None:
+    if role in allowed:
+        return None
+    names = ", ".join(sorted(r.value for r in allowed))
+    return ApiError(403, f"This action needs one of the roles: {names}")
 
 
 def require_role(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
@@ -99,10 +137,26 @@ def require_role(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
     allowed = frozenset(roles)
 
     async def guard(principal: Principal = Depends(get_current_principal)) -> Principal:
-        if principal.role not in allowed:
-            names = ", ".join(sorted(r.value for r in allowed))
-            raise ApiError(403, f"This action needs one of the roles: {names}")
+        refusal = _role_refusal(principal.role, allowed)
+        if refusal is not None:
+            raise refusal
         return principal
+
+    return guard
+
+
+def require_role_checking_revocation_later(
+    *roles: Role,
+) -> Callable[..., Coroutine[Any, Any, PendingRevocationCheck]]:
+    """:func:`require_role` for a route that checks revocation in its own statement."""
+    allowed = frozenset(roles)
+
+    async def guard(claims: AccessClaims = Depends(get_access_claims)) -> PendingRevocationCheck:
+        principal = principal_of(claims)
+        refusal = _role_refusal(principal.role, allowed)
+        if refusal is not None:
+            raise refusal
+        return PendingRevocationCheck(principal, claims)
 
     return guard
 
@@ -111,3 +165,4 @@ WRITER_ROLES = (Role.admin, Role.technician)
 require_admin = require_role(Role.admin)
 require_writer = require_role(*WRITER_ROLES)
 require_reader = require_role(Role.admin, Role.technician, Role.viewer)
+require_writer_checking_revocation_later = require_role_checking_revocation_later(*WRITER_ROLES)

@@ -78,6 +78,21 @@ _CHECK_STATEMENT = select(
 ).where(_USERS.c.id == bindparam("user_id"))
 
 
+def passes_sql(*, jti: str, user_id: str, organisation_id: str, issued_at: str) -> str:
+    """The database check as one SQL condition, true when the token may pass, over the
+    given placeholders: for a write that checks revocation in its own statement (the
+    results write path), so that the check costs no round trip and sees the same
+    snapshot as the write. Same rule as :func:`refusal_reason` with the database's data;
+    when it is false, :meth:`RevocationChecker.database_refusal` says why."""
+    # Placeholder names only, never values.
+    return (
+        f"NOT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = {jti})"  # noqa: S608
+        f" AND EXISTS (SELECT 1 FROM users WHERE id = {user_id}"
+        f" AND organisation_id = {organisation_id} AND is_active"
+        f" AND (tokens_valid_after IS NULL OR tokens_valid_after < {issued_at}))"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class UserState:
     is_active: bool
@@ -153,7 +168,7 @@ class RevocationChecker:
             if isinstance(answer, str):
                 return answer
         try:
-            reason = await self._database_refusal(db, claims)
+            reason = await self.database_refusal(db, claims)
         except Exception as exc:
             if is_database_unavailable(exc):
                 raise ApiError(
@@ -183,7 +198,7 @@ class RevocationChecker:
         )
         return _PASS if reason is None else reason
 
-    async def _database_refusal(self, db: AsyncSession, claims: AccessClaims) -> str | None:
+    async def database_refusal(self, db: AsyncSession, claims: AccessClaims) -> str | None:
         # Core on the connection, not the entity: the request's identity map must not hold
         # a User loaded here, or a handler's later SELECT ... FOR UPDATE would hand back
         # stale values.

@@ -10,16 +10,16 @@ from starlette.responses import Response
 
 from src.app.core.database import get_db
 from src.app.core.errors import error_responses
-from src.app.core.idempotency import (
-    IDEMPOTENCY_ERROR_STATUSES,
-    IdempotentRequest,
-    idempotency_required,
-)
+from src.app.core.idempotency import IDEMPOTENCY_ERROR_STATUSES, required_idempotency_key
 from src.app.core.metrics import MERGED_OPS, MERGES
 from src.app.core.responses import json_response
 from src.app.core.settings import Settings
 from src.app.core.tenancy import Principal
-from src.app.identity.dependencies import require_reader, require_writer
+from src.app.identity.dependencies import (
+    PendingRevocationCheck,
+    require_reader,
+    require_writer_checking_revocation_later,
+)
 from src.app.results.documents import read_results
 from src.app.results.schemas import ResultsOut, ResultsSubmission, ResultsSubmitted
 from src.app.results.service import PREFERENCE_APPLIED, submit_results
@@ -72,16 +72,16 @@ async def submit(
     session_id: uuid.UUID,
     body: ResultsSubmission,
     request: Request,
-    principal: Principal = Depends(require_writer),
-    db: AsyncSession = Depends(get_db),
-    idempotency: IdempotentRequest = Depends(idempotency_required),
+    # The hot path: the revocation check is made inside the write's own statement.
+    caller: PendingRevocationCheck = Depends(require_writer_checking_revocation_later),
+    idempotency_key: str = Depends(required_idempotency_key),
     prefer: str | None = Header(
         default=None,
         description="`return=minimal` (RFC 7240): answer without `document`",
         examples=["return=minimal"],
     ),
 ) -> Response:
-    done = await submit_results(request, db, principal, session_id, body, idempotency)
+    done = await submit_results(request, caller, session_id, body, idempotency_key)
     if done.response.status_code < 400 and done.applied + done.duplicates:
         # Counted once committed, never for replays.
         if done.applied:

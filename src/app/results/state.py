@@ -10,15 +10,18 @@ hours late costs the same as the newest one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import functools
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
-from src.app.results.crdt import Op, OrderKey, merge
+from src.app.results.crdt import Op, OrderKey, _copy_json, merge, parse_pointer
 
 __all__ = [
     "PathState",
     "document",
+    "document_of_rows",
     "fold",
     "fold_op",
     "last_key",
@@ -92,6 +95,50 @@ def state_ops(states: Iterable[PathState]) -> list[Op]:
 def document(states: Iterable[PathState]) -> dict[str, Any]:
     """The results document the state stands for: the merge of the remembered ops."""
     return merge(state_ops(states))
+
+
+# Stored states repeat the same paths on every read: parse each once per process.
+segments_of = functools.lru_cache(maxsize=65_536)(parse_pointer)
+_BY_KEY = itemgetter(0)
+
+
+def document_of_rows(rows: Iterable[Sequence[Any]]) -> dict[str, Any]:
+    """:func:`document` of stored state rows ``(path, set_key, set_value, del_key)``.
+
+    The same merge without building ops: each remembered op is applied in order of its
+    stored key (the joined key sorts exactly like the key tuple, see
+    ``ingest.KEY_SEPARATOR``). Every read and every full write response goes through
+    here, so it is kept lean; the property tests hold it equal to :func:`document`.
+    """
+    remembered: list[tuple[str, str, Any]] = []
+    for path, set_key, value, del_key in rows:
+        if set_key is not None:
+            remembered.append((set_key, path, value))
+        if del_key is not None:
+            remembered.append((del_key, path, _DELETED))
+    remembered.sort(key=_BY_KEY)
+    doc: dict[str, Any] = {}
+    for _key, path, value in remembered:
+        *parents, last = segments_of(path)
+        node = doc
+        if value is _DELETED:
+            for segment in parents:
+                node = node.get(segment)  # type: ignore[assignment]
+                if not isinstance(node, dict):
+                    break
+            else:
+                node.pop(last, None)
+            continue
+        for segment in parents:
+            child = node.get(segment)
+            if not isinstance(child, dict):
+                child = node[segment] = {}
+            node = child
+        node[last] = _copy_json(value)
+    return doc
+
+
+_DELETED = object()
 
 
 def stored_bytes(state: PathState | None) -> int:

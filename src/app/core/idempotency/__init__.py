@@ -5,7 +5,11 @@ means), ``store`` (the table), ``machine`` (claim, run, store, replay) and
 ``dependencies`` (what routes declare).
 """
 
-from src.app.core.idempotency.dependencies import idempotency_optional, idempotency_required
+from src.app.core.idempotency.dependencies import (
+    idempotency_optional,
+    idempotency_required,
+    required_idempotency_key,
+)
 from src.app.core.idempotency.fingerprint import fingerprint_of, request_fingerprint
 from src.app.core.idempotency.headers import (
     IDEMPOTENCY_HEADER,
@@ -17,6 +21,7 @@ from src.app.core.idempotency.machine import (
     Caller,
     Claim,
     IdempotentRequest,
+    claim_of,
     in_flight,
     key_reused,
     replay,
@@ -33,6 +38,7 @@ __all__ = [
     "Claim",
     "IdempotentRequest",
     "begin_write",
+    "claim_of",
     "fingerprint_of",
     "idempotency_optional",
     "idempotency_required",
@@ -42,5 +48,6 @@ __all__ = [
     "parse_idempotency_key",
     "replay",
     "request_fingerprint",
+    "required_idempotency_key",
     "stored_headers",
 ]

@@ -16,18 +16,30 @@ _KEY_DESCRIPTION = (
 )
 
 
-async def idempotency_required(
+async def required_idempotency_key(
     request: Request,
-    db: AsyncSession = Depends(get_db),
     # Optional for FastAPI so that a missing key is our 400, not a generic 422.
     idempotency_key: str | None = Header(
         default=None,
         alias=IDEMPOTENCY_HEADER,
         description="**Required** (missing: 400). " + _KEY_DESCRIPTION,
     ),
+) -> str:
+    """The parsed key of a route where it is mandatory (missing → 400), without a
+    database session: for a route that claims and completes the key in its own
+    statement (results sync)."""
+    key = header_key(request, required=True)
+    assert key is not None  # required=True raises instead
+    return key
+
+
+async def idempotency_required(
+    request: Request,
+    db: AsyncSession = Depends(get_db),
+    key: str = Depends(required_idempotency_key),
 ) -> IdempotentRequest:
     """Dependency for routes where the key is mandatory (missing → 400)."""
-    return IdempotentRequest(request, db, header_key(request, required=True))
+    return IdempotentRequest(request, db, key)
 
 
 async def idempotency_optional(

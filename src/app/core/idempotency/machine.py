@@ -89,6 +89,35 @@ class Claim:
     expires_at: datetime
 
 
+def key_scope(request: Request, key: str, caller: Caller) -> Scope:
+    """(organisation, user, method, path, key): what a key is unique within."""
+    path = request.url.path
+    if len(path) > MAX_STORED_PATH:
+        # Fits the column and stays distinct from every other path.
+        path = "sha256:" + hashlib.sha256(path.encode("utf-8", "surrogatepass")).hexdigest()
+    return (
+        str(caller.organisation_id),
+        str(caller.user_id),
+        request.method.upper(),
+        path,
+        key,
+    )
+
+
+async def claim_of(
+    request: Request, key: str, caller: Caller, *, fingerprint: str | None = None
+) -> Claim:
+    """The claim parameters of ``key``, for a statement that claims and completes it
+    itself (no database session needed)."""
+    if fingerprint is None:
+        fingerprint = await fingerprint_of(request)
+    scope = key_scope(request, key, caller)
+    now = utc_now()
+    settings: Settings = request.app.state.settings
+    expires_at = now + timedelta(seconds=settings.idempotency_ttl_seconds)
+    return Claim(scope, fingerprint, store.advisory_lock_id(scope), now, expires_at)
+
+
 @dataclass(slots=True)
 class IdempotentRequest:
     """A POST request with (or without) an idempotency key."""
@@ -107,11 +136,8 @@ class IdempotentRequest:
 
     async def claim_for(self, caller: Caller, *, fingerprint: str | None = None) -> Claim:
         """The claim parameters, for a route whose own statement claims and completes."""
-        if fingerprint is None:
-            fingerprint = await fingerprint_of(self.request)
-        scope = self.scope(caller)
-        now = utc_now()
-        return Claim(scope, fingerprint, store.advisory_lock_id(scope), now, self.expires_at(now))
+        assert self.key is not None
+        return await claim_of(self.request, self.key, caller, fingerprint=fingerprint)
 
     async def run(self, caller: Caller, work: Work, *, fingerprint: str | None = None) -> Response:
         """Claim the key, run ``work``, store its response and commit; or replay.
@@ -162,17 +188,7 @@ class IdempotentRequest:
     def scope(self, caller: Caller) -> Scope:
         """(organisation, user, method, path, key): what a key is unique within."""
         assert self.key is not None
-        path = self.request.url.path
-        if len(path) > MAX_STORED_PATH:
-            # Fits the column and stays distinct from every other path.
-            path = "sha256:" + hashlib.sha256(path.encode("utf-8", "surrogatepass")).hexdigest()
-        return (
-            str(caller.organisation_id),
-            str(caller.user_id),
-            self.request.method.upper(),
-            path,
-            self.key,
-        )
+        return key_scope(self.request, self.key, caller)
 
     async def _claim(self, caller: Caller, fingerprint: str) -> uuid.UUID | Response:
         """The new record's id, or the response to give instead (replay; 409/422 raise)."""
