@@ -22,16 +22,17 @@ from src.app.sessions.router import router as sessions_router
 from src.app.webhooks.router import router as webhooks_router
 
 OPERATIONS_ROUTERS: list[APIRouter] = [operations_router]
-# Results before sessions: "/{id}/results" must not be shadowed by a sessions route.
-# Evidence before buildings and sessions, for the same reason: it serves
+# Results first: before sessions, so that "/{id}/results" is not shadowed by a sessions
+# route, and before everything, because routes are matched in order and results sync is
+# the busiest route by far. Evidence before buildings and sessions: it serves
 # "/tests/sessions/{id}/evidence" and "/assets/{id}/evidence".
 API_ROUTERS: list[APIRouter] = [
+    results_router,
     auth_router,
     users_router,
     evidence_router,
     buildings_router,
     rules_router,
-    results_router,
     sessions_router,
     defects_router,
     webhooks_router,

@@ -6,10 +6,8 @@ A document is rendered with sorted keys, so the same state always gives the same
 
 from __future__ import annotations
 
-import functools
 import json
 import uuid
-from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, select
@@ -17,11 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from src.app.core.errors import ApiError
 from src.app.core.tenancy import Principal
-from src.app.results.crdt import Op, document_size_bytes, merge, parse_pointer
+from src.app.results.crdt import Op, document_size_bytes, merge
 from src.app.results.ingest import KEY_SEPARATOR
 from src.app.results.models import ResultHead, ResultOp, ResultPath
 from src.app.results.schemas import ResultOpOut, ResultsOut
-from src.app.results.state import PathState, document
+from src.app.results.state import PathState, document_of_rows, segments_of
 from src.app.sessions.models import TestSession
 
 _HEADS_T = cast(Table, ResultHead.__table__)
@@ -50,9 +48,6 @@ _LOG_UP_TO = (
     .order_by(_OPS.version)
 )
 
-# A session's state repeats the same paths across reads: parse each once per process.
-segments_of = functools.lru_cache(maxsize=65_536)(parse_pointer)
-
 
 def _op(kind: str, path: str, value: Any, key: str) -> Op:
     ts, device_id, op_id = key.split(KEY_SEPARATOR, 2)
@@ -70,11 +65,6 @@ def path_state(
         _op("delete", path, None, del_key) if del_key is not None else None,
         set_bytes,
     )
-
-
-def states_of(rows: Iterable[Sequence[Any]]) -> list[PathState]:
-    """``(path, set_key, set_value, del_key)`` rows as engine state."""
-    return [path_state(path, sk, value, 0, dk) for path, sk, value, dk in rows]
 
 
 def render_document(doc: dict[str, Any]) -> bytes:
@@ -109,7 +99,7 @@ async def _state(
         return None
     version = rows[0][0] or 0
     present = [row[1:] for row in rows if row[1] is not None]
-    return version, document(states_of(present))
+    return version, document_of_rows(present)
 
 
 async def read_state(

@@ -22,6 +22,7 @@ from src.app.results.crdt import (
     validate_value,
 )
 from src.app.results.hlc import (
+    HLCTimestamp,
     HybridLogicalClock,
     InvalidTimestamp,
     TimestampTooFarAhead,
@@ -59,9 +60,10 @@ class PreparedChange:
     path: str
     segments: tuple[str, ...]
     value: Any
-    ts: str | None
+    ts: str | None  # canonical as sent: strict parsing admits one text per timestamp
     op_id: str | None
     value_bytes: int  # the value's size as compact JSON (0 for a delete)
+    hlc: HLCTimestamp | None = None  # ``ts`` parsed
 
 
 def prepare_changes(
@@ -96,17 +98,24 @@ def prepare_changes(
                     problems.append(Problem(f"{where}/value", str(exc)))
         elif has_value:
             problems.append(Problem(f"{where}/value", "a 'delete' takes no value"))
-        ts: str | None = None
+        hlc: HLCTimestamp | None = None
         if change.ts is not None:
             try:
-                ts = str(check_not_ahead(change.ts, now_ms, max_skew_ms))
+                hlc = check_not_ahead(change.ts, now_ms, max_skew_ms)
             except (InvalidTimestamp, TimestampTooFarAhead) as exc:
                 problems.append(Problem(f"{where}/ts", str(exc)))
         if len(problems) == before:
             value = change.value if change.op == "set" else None
             prepared.append(
                 PreparedChange(
-                    change.op, change.path, segments, value, ts, change.op_id, value_bytes
+                    change.op,
+                    change.path,
+                    segments,
+                    value,
+                    change.ts,
+                    change.op_id,
+                    value_bytes,
+                    hlc,
                 )
             )
     if problems:
@@ -121,18 +130,20 @@ def stamp(
     clock: HybridLogicalClock,
     last_applied_ts: str | None,
 ) -> list[Op]:
-    """Build engine ops, advancing ``clock`` over every received ``ts`` and stamping the
+    """Build engine ops, advancing ``clock`` past every received ``ts`` and stamping the
     ones sent without. Observing the last applied ``ts`` first makes server-stamped ops
-    sort after everything already merged, so they take the incremental path."""
+    sort after everything already merged, so they take the incremental path; observing
+    the batch's latest ``ts`` (once: the clock then exceeds every one of them) makes
+    them sort after the whole batch too."""
+    changes = list(changes)
     if last_applied_ts is not None:
         clock.observe(last_applied_ts)
+    received = [change.hlc for change in changes if change.hlc is not None]
+    if received:
+        clock.observe(max(received))
     ops: list[Op] = []
     for change in changes:
-        if change.ts is None:
-            ts = str(clock.tick())
-        else:
-            clock.observe(change.ts)
-            ts = change.ts
+        ts = str(clock.tick()) if change.ts is None else change.ts
         op_id = change.op_id or derive_op_id(ts, device_id, change.path, change.op, change.value)
         ops.append(Op(change.op, change.path, change.value, ts, device_id, op_id, change.segments))
     return ops

@@ -134,11 +134,13 @@ def document_of_rows(rows: Iterable[Sequence[Any]]) -> dict[str, Any]:
             if not isinstance(child, dict):
                 child = node[segment] = {}
             node = child
-        node[last] = _copy_json(value)
+        # Containers are copied: a later set beneath must not write into the row.
+        node[last] = _copy_json(value) if value.__class__ in _CONTAINERS else value
     return doc
 
 
 _DELETED = object()
+_CONTAINERS = (dict, list)
 
 
 def stored_bytes(state: PathState | None) -> int:

@@ -22,7 +22,7 @@ from src.app.core.errors import ApiError, FieldError
 from src.app.core.settings import Settings
 from src.app.core.tenancy import Principal
 from src.app.results.crdt import Op, validate_value
-from src.app.results.documents import path_state, segments_of
+from src.app.results.documents import path_state
 from src.app.results.hlc import HybridLogicalClock
 from src.app.results.ingest import (
     PreparedChange,
@@ -31,7 +31,7 @@ from src.app.results.ingest import (
     stamp,
 )
 from src.app.results.models import ResultHead, ResultOp, ResultPath
-from src.app.results.state import PathState, fold, stored_bytes
+from src.app.results.state import PathState, fold, segments_of, stored_bytes
 from src.app.sessions.models import SessionStatus, TestSession
 
 _ID_CHUNK = 500  # bind parameters per IN (...) look-up, well under SQLite's limit
