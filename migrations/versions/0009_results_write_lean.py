@@ -236,7 +236,7 @@ BEGIN
                (array_agg(f.value ORDER BY f.k DESC) FILTER (WHERE f.op = 'set'))[1] AS sv,
                (array_agg(f.vb ORDER BY f.k DESC) FILTER (WHERE f.op = 'set'))[1] AS sb,
                max(f.k) FILTER (WHERE f.op = 'delete') AS dk
-          FROM f GROUP BY f.path
+          FROM f WHERE f.op IN ('set', 'delete') GROUP BY f.path
     ), m AS (
         SELECT g.path, old.path AS old_path,
                old.set_key AS osk, old.set_value AS osv, old.set_bytes AS osb,
