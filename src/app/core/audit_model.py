@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, CheckConstraint, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from src.app.core.clock import utc_now
@@ -23,7 +23,9 @@ class AuditEntry(Base):
     # Insertion order; not the chain order (see docs/api/audit.md).
     seq: Mapped[int] = mapped_column(SEQ_TYPE, primary_key=True, autoincrement=True)
     id: Mapped[uuid.UUID] = mapped_column(default=uuid.uuid4)
-    organisation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organisations.id"))
+    # No foreign key (migration 0009): written with the principal's organisation, and a
+    # key would lock the organisation row on every write.
+    organisation_id: Mapped[uuid.UUID] = mapped_column()
     actor_type: Mapped[str] = mapped_column(String(16))
     # No foreign key: the trail says who acted even if that row were ever removed.
     actor_id: Mapped[uuid.UUID | None] = mapped_column(default=None)

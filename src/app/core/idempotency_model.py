@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
-    ForeignKey,
     Integer,
     LargeBinary,
     String,
@@ -27,8 +26,10 @@ class IdempotencyRecord(IdentifiedMixin, Base):
         CheckConstraint("state IN ('in_progress', 'completed')", name="state_valid"),
     )
 
-    organisation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organisations.id"))
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # The principal's ids. No foreign keys (migration 0009): they would lock the same
+    # organisation and user rows on every write; records expire and are purged anyway.
+    organisation_id: Mapped[uuid.UUID] = mapped_column()
+    user_id: Mapped[uuid.UUID] = mapped_column()
     method: Mapped[str] = mapped_column(String(8))
     path: Mapped[str] = mapped_column(String(1024))
     idempotency_key: Mapped[str] = mapped_column(String(255))

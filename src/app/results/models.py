@@ -24,7 +24,9 @@ class ResultOp(Base):
     )
     # Per-session sequence assigned by the server; grows with every accepted op.
     version: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    organisation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organisations.id"))
+    # The session's organisation, copied; no foreign key (migration 0009): the session's own
+    # keeps it right, and the write path need not lock the organisation row per op.
+    organisation_id: Mapped[uuid.UUID] = mapped_column()
     op: Mapped[str] = mapped_column(String(8))
     path: Mapped[str] = mapped_column(Text)
     # JSON null for a delete; a set may also write JSON null, so ``op`` tells them apart.
@@ -32,9 +34,8 @@ class ResultOp(Base):
     ts: Mapped[str] = mapped_column(String(29))
     device_id: Mapped[str] = mapped_column(String(128))
     op_id: Mapped[str] = mapped_column(String(128))
-    received_by: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"), default=None
-    )
+    # Who sent the op; a record like an audit entry's actor, so no foreign key.
+    received_by: Mapped[uuid.UUID | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
 
 
@@ -49,7 +50,7 @@ class ResultHead(Base):
     session_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("test_sessions.id", ondelete="CASCADE"), primary_key=True
     )
-    organisation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organisations.id"))
+    organisation_id: Mapped[uuid.UUID] = mapped_column()  # the session's, copied
     version: Mapped[int] = mapped_column(BigInteger, default=0)  # ops in the log
     # The largest ``ts`` in the log: server-stamped ops are stamped after it.
     last_ts: Mapped[str | None] = mapped_column(String(29), default=None)
