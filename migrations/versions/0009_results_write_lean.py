@@ -104,11 +104,14 @@ def upgrade() -> None:
                 batch_op.drop_constraint(op.f(_name(table, column, referred)), type_="foreignkey")
     _restore_sqlite_audit_triggers()
     if op.get_bind().dialect.name == "postgresql":
+        # Dropped first: its document column is now json (was jsonb).
+        op.execute(f"DROP FUNCTION firemode_results_write({_SIGNATURE})")
         op.execute(WRITE_FUNCTION)
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
+        op.execute(f"DROP FUNCTION firemode_results_write({_SIGNATURE})")
         op.execute(_previous_function())
     for table, keys in _tables().items():
         with op.batch_alter_table(table, schema=None) as batch_op:
@@ -124,7 +127,8 @@ def downgrade() -> None:
 
 
 # The write path of results sync on PostgreSQL (see docs/api/results-engine.md), same
-# signature, result columns and behaviour as 0003's: claim the idempotency key, lock the
+# parameters, result columns and behaviour as 0003's (but the document rows come as json,
+# cheaper to build than jsonb, where 0003 sent jsonb): claim the idempotency key, lock the
 # session (creating it as a draft), then one statement that reads the head, drops known
 # ops, checks the bounds and, only if nothing refuses, appends to the log, folds into the
 # per-path state, bumps the head, writes the audit entries and stores the response.
@@ -133,6 +137,10 @@ def downgrade() -> None:
 # p_ops: [[op, path, value, ts, device_id, op_id, value_bytes, server_stamped], ...].
 # p_audit: who wrote the batch, for its audit entries ({actor_type, actor_id,
 # transaction_id, device_id}; NULL: none).
+_SIGNATURE = (
+    "uuid, uuid, uuid, text, text, text, text, bigint, jsonb, boolean, timestamptz,"
+    " timestamptz, jsonb, text, bigint, bigint, bigint, jsonb"
+)
 WRITE_FUNCTION = r"""
 CREATE OR REPLACE FUNCTION firemode_results_write(
     p_org uuid, p_user uuid, p_session uuid,
@@ -143,7 +151,7 @@ CREATE OR REPLACE FUNCTION firemode_results_write(
 ) RETURNS TABLE (
     o_outcome text, o_version bigint, o_applied int, o_duplicates int, o_body bytea,
     o_status int, o_headers jsonb, o_doc_version bigint, o_encoding text, o_detail bigint,
-    o_last_ts text, o_rows jsonb
+    o_last_ts text, o_rows json
 ) LANGUAGE plpgsql AS $fn$
 DECLARE
     v_rec record;
@@ -360,8 +368,9 @@ BEGIN
            CASE WHEN p_want_document AND o.refusal IS NULL THEN (
                -- The document after the write: the touched paths' new state and the
                -- rest as stored (this statement's snapshot does not see its own writes).
-               SELECT coalesce(jsonb_agg(jsonb_build_array(x.path, x.set_key, x.set_value,
-                                                           x.del_key)), '[]'::jsonb)
+               -- json, not jsonb: the rows are only sent, and json is built as text.
+               SELECT coalesce(json_agg(json_build_array(x.path, x.set_key, x.set_value,
+                                                         x.del_key)), '[]'::json)
                  FROM (SELECT r.path, r.set_key, r.set_value, r.del_key FROM r
                        UNION ALL
                        SELECT p.path, p.set_key, p.set_value, p.del_key

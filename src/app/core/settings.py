@@ -85,7 +85,10 @@ class Settings(BaseSettings):
     # Object lock on every stored blob; None only for buckets without object lock.
     evidence_s3_lock_mode: Literal["COMPLIANCE", "GOVERNANCE"] | None = "COMPLIANCE"
     db_pool_size: int = Field(default=10, ge=1)
-    db_pool_max_overflow: int = Field(default=10, ge=0)
+    # No overflow by default: under sustained load an overflow connection is opened and
+    # closed around every request that needs it (connection set-up on both sides cost
+    # more CPU than the request); requests beyond the pool wait for a connection instead.
+    db_pool_max_overflow: int = Field(default=0, ge=0)
     db_statement_timeout_ms: int = Field(default=15_000, ge=0)
     # Seconds between audit sealing passes in each server process (0: never; then run
     # `firemode audit seal --loop`). Passes never overlap across processes.
