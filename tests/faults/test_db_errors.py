@@ -69,6 +69,18 @@ UNAVAILABLE = [
         "connection failure",
     ),
     ("reset by peer", ConnectionResetError(104, "Connection reset by peer"), "connection lost"),
+    (
+        "protocol left half-way (raw driver)",
+        asyncpg.InternalClientError(
+            "cannot switch to state 12; another operation (2) is in progress"
+        ),
+        "connection lost",
+    ),
+    (
+        "closed (raw driver)",
+        asyncpg.InterfaceError("cannot call Connection.fetchrow(): connection is closed"),
+        "connection lost",
+    ),
     ("pool timeout", PoolTimeoutError("QueuePool limit reached"), "connection pool exhausted"),
     (
         "statement timeout",

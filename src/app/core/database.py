@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from fastapi import Request
 from sqlalchemy import JSON, DateTime, MetaData, event, make_url
 from sqlalchemy.dialects.postgresql import JSONB
@@ -180,8 +181,12 @@ async def driver_connection(database: Database) -> AsyncIterator[Any]:
         raw = await conn.get_raw_connection()
         try:
             yield raw.driver_connection
-        except Exception as exc:
+        except BaseException as exc:
+            # Only an error the server answered leaves the connection ready for the next
+            # statement. Anything else (lost, timed out, cancelled mid-statement) may
+            # leave the protocol half-way, so the connection is never pooled again.
+            if not isinstance(exc, asyncpg.PostgresError) or is_lost_connection(exc):
+                await conn.invalidate()
             if is_lost_connection(exc):
-                await conn.invalidate(exc)
                 await database.engine.dispose(close=False)
             raise

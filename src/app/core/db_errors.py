@@ -100,6 +100,10 @@ def _own_reason(exc: BaseException) -> str | None:
         text in message for text in _LOST_CONNECTION_MESSAGES
     ):
         return "connection lost"
+    if type(exc).__name__ == "InternalClientError" and "another operation" in message:
+        # asyncpg's protocol was left half-way by a failure it saw on this connection
+        # (seen when the server restarts): the connection is as good as lost.
+        return "connection lost"
     return None
 
 
