@@ -67,8 +67,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--redis-url",
         default=os.environ.get("FIREMODE_BENCH_REDIS_URL"),
-        help="Redis for the revocation check, as in production (env FIREMODE_BENCH_REDIS_URL);"
-        " without it every request checks revocation in PostgreSQL",
+        help="Redis, as in production (env FIREMODE_BENCH_REDIS_URL). The results write"
+        " checks revocation inside its own statement either way; other routes ask Redis",
     )
     parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument(
@@ -166,7 +166,7 @@ def _results_env(
         "FIREMODE_JWT_SECRET": secret,
         "FIREMODE_ENV": "production",
         "FIREMODE_LOG_LEVEL": "WARNING",
-        # With Redis the revocation check asks it (as in production); without, PostgreSQL.
+        # As in production. (The results write checks revocation in its own statement.)
         "FIREMODE_REDIS_URL": redis_url,
         "FIREMODE_REDIS_KEY_PREFIX": f"firemode-bench:{uuid.uuid4().hex[:8]}:",
         "PROMETHEUS_MULTIPROC_DIR": None,

@@ -124,8 +124,8 @@ def print_report(run: Run) -> bool:
     )
     print(
         f"request: POST /v1/tests/sessions/{{id}}/results, {workload.ops} ops, unique"
-        f" Idempotency-Key, real JWT + revocation check"
-        f" ({'Redis' if args.redis_url else 'PostgreSQL'}), {workload.sessions}"
+        f" Idempotency-Key, real JWT + revocation check (in the write statement;"
+        f" Redis {'configured' if args.redis_url else 'not configured'}), {workload.sessions}"
         f" sessions + {workload.hot_sessions} hot ones taking {workload.hot_share:.0%}"
     )
     print(
