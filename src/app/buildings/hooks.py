@@ -13,9 +13,11 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from src.app.buildings.models import Asset, Building
+from src.app.core.settings import Settings
 
-AssetHook = Callable[[AsyncSession, Asset], Awaitable[None]]
-BuildingHook = Callable[[AsyncSession, Building], Awaitable[None]]
+# Hooks get the app's settings (the schedule needs its time zone), never read them globally.
+AssetHook = Callable[[AsyncSession, Asset, Settings], Awaitable[None]]
+BuildingHook = Callable[[AsyncSession, Building, Settings], Awaitable[None]]
 
 _asset_hooks: list[AssetHook] = []
 _building_state_hooks: list[BuildingHook] = []
@@ -33,11 +35,13 @@ def on_building_state_changed(hook: BuildingHook) -> None:
         _building_state_hooks.append(hook)
 
 
-async def run_asset_saved_hooks(db: AsyncSession, asset: Asset) -> None:
+async def run_asset_saved_hooks(db: AsyncSession, asset: Asset, settings: Settings) -> None:
     for hook in _asset_hooks:
-        await hook(db, asset)
+        await hook(db, asset, settings)
 
 
-async def run_building_state_hooks(db: AsyncSession, building: Building) -> None:
+async def run_building_state_hooks(
+    db: AsyncSession, building: Building, settings: Settings
+) -> None:
     for hook in _building_state_hooks:
-        await hook(db, building)
+        await hook(db, building, settings)

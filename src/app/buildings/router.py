@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,6 +41,7 @@ from src.app.core.idempotency import (
 )
 from src.app.core.pagination import Page, PageParams, page_params, paginate
 from src.app.core.responses import json_response
+from src.app.core.settings import Settings
 from src.app.core.tenancy import Principal, get_owned, scoped
 from src.app.core.transactions import begin_write
 from src.app.identity.dependencies import require_admin, require_reader, require_writer
@@ -164,6 +165,7 @@ async def get_building(
 async def update_building(
     building_id: uuid.UUID,
     body: BuildingUpdate,
+    request: Request,
     principal: Principal = Depends(require_admin),
     db: AsyncSession = Depends(get_db),
 ) -> BuildingOut:
@@ -191,7 +193,7 @@ async def update_building(
         )
     if state_changed:
         await db.flush()
-        await hooks.run_building_state_hooks(db, building)
+        await hooks.run_building_state_hooks(db, building, request.app.state.settings)
     await db.commit()
     return BuildingOut.of(building)
 
@@ -269,13 +271,15 @@ async def _check_barcode_free(
         raise _barcode_conflict(barcode)
 
 
-async def _save_asset(db: AsyncSession, principal: Principal, asset: Asset) -> None:
+async def _save_asset(
+    db: AsyncSession, principal: Principal, asset: Asset, settings: Settings
+) -> None:
     """Flush, let hooks follow the change, commit; a unique or foreign key violation from a
     concurrent writer becomes a 4xx."""
     building_id, barcode = asset.building_id, asset.barcode
     try:
         await db.flush()
-        await hooks.run_asset_saved_hooks(db, asset)
+        await hooks.run_asset_saved_hooks(db, asset, settings)
         await db.commit()
     except IntegrityError as exc:
         await db.rollback()
@@ -335,7 +339,7 @@ async def create_asset(
                 "installed_on": asset.installed_on,
             },
         )
-        await hooks.run_asset_saved_hooks(db, asset)
+        await hooks.run_asset_saved_hooks(db, asset, idempotency.settings)
         return json_response(
             AssetOut.of(asset), status_code=201, headers={"Location": f"/v1/assets/{asset.id}"}
         )
@@ -386,6 +390,7 @@ async def get_asset(
 async def update_asset(
     asset_id: uuid.UUID,
     body: AssetUpdate,
+    request: Request,
     principal: Principal = Depends(require_writer),
     db: AsyncSession = Depends(get_db),
 ) -> AssetOut:
@@ -410,5 +415,5 @@ async def update_asset(
             asset.id,
             {"changes": changed},
         )
-    await _save_asset(db, principal, asset)
+    await _save_asset(db, principal, asset, request.app.state.settings)
     return AssetOut.of(asset)

@@ -18,6 +18,7 @@ from src.app.core.clock import utc_now
 from src.app.core.errors import ApiError
 from src.app.core.metrics import DEFECTS_OVERDUE, DEFECTS_OVERDUE_MARKED
 from src.app.core.outbox import emit, register_event_types
+from src.app.core.settings import Settings
 from src.app.core.tenancy import Principal, Role
 from src.app.defects.evaluation import evaluate_session
 from src.app.defects.lifecycle import (
@@ -163,7 +164,9 @@ def origin_key(session_id: uuid.UUID, asset_id: uuid.UUID, rule_code: str, item_
     return f"{session_id}/{asset_id}/{rule_code}/{item_key}"
 
 
-async def raise_session_defects(db: AsyncSession, test_session: TestSession, by: Principal) -> None:
+async def raise_session_defects(
+    db: AsyncSession, test_session: TestSession, by: Principal, _settings: Settings
+) -> None:
     """The completion hook: raises what the session's evaluation implies, once.
 
     Runs in the completing transaction, under the session's row lock; ``origin_key`` is

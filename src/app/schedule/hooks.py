@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from src.app.buildings import hooks as buildings_hooks
 from src.app.buildings.models import Asset, Building
 from src.app.core.errors import ApiError, FieldError
-from src.app.core.settings import get_settings
+from src.app.core.settings import Settings
 from src.app.core.tenancy import Principal
 from src.app.schedule import service
 from src.app.schedule.models import ScheduleRoutine, SessionRoutine
@@ -20,19 +20,19 @@ from src.app.sessions import hooks as sessions_hooks
 from src.app.sessions.models import TestSession
 
 
-async def asset_saved(db: AsyncSession, asset: Asset) -> None:
+async def asset_saved(db: AsyncSession, asset: Asset, settings: Settings) -> None:
     """Its type (hence routines), installation date or building may have changed."""
     await service.refresh_assets(
-        db, organisation_id=asset.organisation_id, settings=get_settings(), asset_ids=[asset.id]
+        db, organisation_id=asset.organisation_id, settings=settings, asset_ids=[asset.id]
     )
 
 
-async def building_state_changed(db: AsyncSession, building: Building) -> None:
+async def building_state_changed(db: AsyncSession, building: Building, settings: Settings) -> None:
     """Other public holidays: the working-day windows of its assets move."""
     await service.refresh_assets(
         db,
         organisation_id=building.organisation_id,
-        settings=get_settings(),
+        settings=settings,
         building_id=building.id,
     )
 
@@ -73,7 +73,9 @@ async def session_created(
     await db.flush()
 
 
-async def session_completed(db: AsyncSession, test_session: TestSession, _by: Principal) -> None:
+async def session_completed(
+    db: AsyncSession, test_session: TestSession, _by: Principal, settings: Settings
+) -> None:
     """Marks the occurrences it covered done: its declared routines' assets, else (with a
     frequency) every asset of its building."""
     declared = (
@@ -92,7 +94,7 @@ async def session_completed(db: AsyncSession, test_session: TestSession, _by: Pr
     await service.refresh_assets(
         db,
         organisation_id=test_session.organisation_id,
-        settings=get_settings(),
+        settings=settings,
         asset_ids=declared or None,
         building_id=None if declared else test_session.building_id,
     )

@@ -9,12 +9,10 @@ from datetime import date
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from src.app.core.settings import get_settings
 from src.app.rules.frequency import Frequency
 from src.app.schedule.models import ScheduleOccurrence
 from src.app.schedule.planning import OccurrenceStatus, Outcome, occurrence_status
 from src.app.schedule.queries import OccurrenceFilters, StatusFilter, list_occurrences
-from src.app.schedule.service import local_today
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +37,11 @@ async def out_of_tolerance_occurrences(
     building_id: uuid.UUID,
     date_from: date,
     date_to: date,
-    today: date | None = None,
+    today: date,
 ) -> list[OutOfToleranceItem]:
     """The building's occurrences due in ``[date_from, date_to]`` that are out of tolerance
-    on ``today`` (default: today in the schedule's time zone), soonest first. The caller
-    has checked that the building is the organisation's."""
-    today = today or local_today(get_settings())
+    on ``today`` (in the schedule's time zone: ``service.local_today``), soonest first.
+    The caller has checked that the building is the organisation's."""
     filters = OccurrenceFilters(date_from, date_to, building_id, StatusFilter.out_of_tolerance)
     statement = list_occurrences(organisation_id, filters, today).order_by(
         ScheduleOccurrence.due_on, ScheduleOccurrence.id

@@ -14,10 +14,12 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from src.app.core.settings import Settings
 from src.app.core.tenancy import Principal
 from src.app.sessions.models import TestSession
 
-CompletionHook = Callable[[AsyncSession, TestSession, Principal], Awaitable[None]]
+# Completion hooks get the app's settings (the schedule needs its time zone).
+CompletionHook = Callable[[AsyncSession, TestSession, Principal, Settings], Awaitable[None]]
 # The routines (asset id, rule code) the new session is planned to cover.
 CreationHook = Callable[
     [AsyncSession, TestSession, Sequence[tuple[uuid.UUID, str]]], Awaitable[None]
@@ -33,9 +35,11 @@ def on_session_completed(hook: CompletionHook) -> None:
         _completion_hooks.append(hook)
 
 
-async def run_completion_hooks(db: AsyncSession, test_session: TestSession, by: Principal) -> None:
+async def run_completion_hooks(
+    db: AsyncSession, test_session: TestSession, by: Principal, settings: Settings
+) -> None:
     for hook in _completion_hooks:
-        await hook(db, test_session, by)
+        await hook(db, test_session, by, settings)
 
 
 def on_session_created(hook: CreationHook) -> None:

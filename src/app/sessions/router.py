@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -240,6 +240,7 @@ async def get_test_session(
 async def update_session(
     session_id: uuid.UUID,
     body: SessionUpdate,
+    request: Request,
     principal: Principal = Depends(require_writer),
     db: AsyncSession = Depends(get_db),
 ) -> SessionOut:
@@ -294,7 +295,7 @@ async def update_session(
         )
     if completing:
         await db.flush()
-        await run_completion_hooks(db, test_session, principal)
+        await run_completion_hooks(db, test_session, principal, request.app.state.settings)
     try:
         await db.commit()
     except IntegrityError as exc:  # the new building was deleted meanwhile
