@@ -48,12 +48,13 @@ from bench._server import (
     seed_technician,
 )
 from src.app.core import migrations
+from src.app.core.clock import utc_now
 from src.app.core.settings import Settings
 from src.app.main import create_app
 from src.app.results.crdt import Op, parse_pointer
 from src.app.results.hlc import HLCTimestamp, HybridLogicalClock
 from src.app.results.models import ResultOp
-from src.app.results.store import rebuild
+from src.app.results.store import log_row, rebuild
 from src.app.sessions.models import TestSession
 
 SEED_PATHS = 500
@@ -117,22 +118,19 @@ async def _seed_session(
         )
         await db.flush()
         table = ResultOp
+        seeded_at = utc_now()
         for start in range(0, size, SEED_CHUNK):
             await db.execute(
                 insert(table),
                 [
-                    {
-                        "session_id": session_id,
-                        "version": start + offset + 1,
-                        "organisation_id": user.organisation_id,
-                        "op": op.op,
-                        "path": op.path,
-                        "value": op.value,
-                        "ts": op.ts,
-                        "device_id": op.device_id,
-                        "op_id": op.op_id,
-                        "received_by": user.user_id,
-                    }
+                    log_row(
+                        session_id,
+                        start + offset + 1,
+                        op,
+                        user.organisation_id,
+                        user.user_id,
+                        seeded_at,
+                    )
                     for offset, op in enumerate(ops[start : start + SEED_CHUNK])
                 ],
             )

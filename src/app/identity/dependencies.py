@@ -119,7 +119,7 @@ def revoked(reason: str) -> ApiError:
 class PendingRevocationCheck:
     """A caller whose token is verified and whose role is allowed, but whose revocation
     check the route makes itself, in the same database round trip as its work (the
-    results write path: ``RevocationChecker.guard_sql``). Nothing may be read or written
+    results write path: ``revocation.passes_sql``). Nothing may be read or written
     for it before that check."""
 
     principal: Principal
@@ -146,20 +146,15 @@ def require_role(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
     return guard
 
 
-def require_role_checking_revocation_later(
-    *roles: Role,
-) -> Callable[..., Coroutine[Any, Any, PendingRevocationCheck]]:
-    """:func:`require_role` for a route that checks revocation in its own statement."""
-    allowed = frozenset(roles)
-
-    async def guard(claims: AccessClaims = Depends(get_access_claims)) -> PendingRevocationCheck:
-        principal = principal_of(claims)
-        refusal = _role_refusal(principal.role, allowed)
-        if refusal is not None:
-            raise refusal
-        return PendingRevocationCheck(principal, claims)
-
-    return guard
+async def require_writer_checking_revocation_later(
+    claims: AccessClaims = Depends(get_access_claims),
+) -> PendingRevocationCheck:
+    """``require_writer`` for a route that checks revocation in its own statement."""
+    principal = principal_of(claims)
+    refusal = _role_refusal(principal.role, _WRITERS)
+    if refusal is not None:
+        raise refusal
+    return PendingRevocationCheck(principal, claims)
 
 
 async def writer_pending_revocation_check(request: Request) -> PendingRevocationCheck | None:
@@ -181,15 +176,15 @@ async def writer_pending_revocation_check(request: Request) -> PendingRevocation
         claims = decode(header[7:])
     except InvalidToken:
         return None
-    if claims.role not in _WRITER_ROLE_NAMES:
+    if claims.role not in _WRITER_ROLE_NAMES:  # names: an unknown role is no Role
         return None
     request.state.principal_user_id = str(claims.user_id)
     return PendingRevocationCheck(principal_of(claims), claims)
 
 
 WRITER_ROLES = (Role.admin, Role.technician)
+_WRITERS = frozenset(WRITER_ROLES)
 _WRITER_ROLE_NAMES = frozenset(role.value for role in WRITER_ROLES)
 require_admin = require_role(Role.admin)
 require_writer = require_role(*WRITER_ROLES)
 require_reader = require_role(Role.admin, Role.technician, Role.viewer)
-require_writer_checking_revocation_later = require_role_checking_revocation_later(*WRITER_ROLES)

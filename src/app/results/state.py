@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
-from src.app.results.crdt import Op, OrderKey, _copy_json, merge, parse_pointer
+from src.app.results.crdt import Op, OrderKey, copy_json, merge, parse_pointer
 
 __all__ = [
     "PathState",
@@ -135,7 +135,7 @@ def document_of_rows(rows: Iterable[Sequence[Any]]) -> dict[str, Any]:
                 child = node[segment] = {}
             node = child
         # Containers are copied: a later set beneath must not write into the row.
-        node[last] = _copy_json(value) if value.__class__ in _CONTAINERS else value
+        node[last] = copy_json(value) if value.__class__ in _CONTAINERS else value
     return doc
 
 

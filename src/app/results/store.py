@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, delete, insert, select
@@ -167,6 +168,30 @@ def _key(op: Op | None) -> str | None:
     return None if op is None else encode_order_key(op.order_key)
 
 
+def log_row(
+    session_id: uuid.UUID,
+    version: int,
+    op: Op,
+    organisation_id: uuid.UUID,
+    received_by: uuid.UUID,
+    created_at: datetime,
+) -> dict[str, Any]:
+    """One ``result_ops`` row: ``op`` accepted at ``version`` of the session's log."""
+    return {
+        "session_id": session_id,
+        "version": version,
+        "organisation_id": organisation_id,
+        "op": op.op,
+        "path": op.path,
+        "value": op.value,
+        "ts": op.ts,
+        "device_id": op.device_id,
+        "op_id": op.op_id,
+        "received_by": received_by,
+        "created_at": created_at,
+    }
+
+
 def _row(session_id: uuid.UUID, path: str, state: PathState) -> dict[str, Any]:
     return {
         "session_id": session_id,
@@ -260,19 +285,9 @@ async def write_batch(
     await conn.execute(
         _INSERT_OPS,
         [
-            {
-                "session_id": session_id,
-                "version": version + offset,
-                "organisation_id": principal.organisation_id,
-                "op": op.op,
-                "path": op.path,
-                "value": op.value,
-                "ts": op.ts,
-                "device_id": op.device_id,
-                "op_id": op.op_id,
-                "received_by": principal.user_id,
-                "created_at": now,
-            }
+            log_row(
+                session_id, version + offset, op, principal.organisation_id, principal.user_id, now
+            )
             for offset, op in enumerate(fresh, start=1)
         ],
     )

@@ -113,9 +113,13 @@ async def claim_of(
         fingerprint = await fingerprint_of(request)
     scope = key_scope(request, key, caller)
     now = utc_now()
-    settings: Settings = request.app.state.settings
-    expires_at = now + timedelta(seconds=settings.idempotency_ttl_seconds)
+    expires_at = _expiry(request.app.state.settings, now)
     return Claim(scope, fingerprint, store.advisory_lock_id(scope), now, expires_at)
+
+
+def _expiry(settings: Settings, now: datetime) -> datetime:
+    """When a record claimed or completed at ``now`` expires."""
+    return now + timedelta(seconds=settings.idempotency_ttl_seconds)
 
 
 @dataclass(slots=True)
@@ -132,12 +136,7 @@ class IdempotentRequest:
         return settings
 
     def expires_at(self, now: datetime) -> datetime:
-        return now + timedelta(seconds=self.settings.idempotency_ttl_seconds)
-
-    async def claim_for(self, caller: Caller, *, fingerprint: str | None = None) -> Claim:
-        """The claim parameters, for a route whose own statement claims and completes."""
-        assert self.key is not None
-        return await claim_of(self.request, self.key, caller, fingerprint=fingerprint)
+        return _expiry(self.settings, now)
 
     async def run(self, caller: Caller, work: Work, *, fingerprint: str | None = None) -> Response:
         """Claim the key, run ``work``, store its response and commit; or replay.
