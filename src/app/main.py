@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -44,6 +45,10 @@ Every response carries `X-Transaction-ID`. Lists are cursor-paginated, newest fi
 """
 
 DOCS_ASSETS_URL = "/docs-assets"
+
+# Allocations between young collections (CPython's default is 700): a request allocates
+# thousands of short-lived objects, most freed by reference counting before any collection.
+GC_YOUNG_THRESHOLD = 20_000
 
 # Documented on every operation; routes add their own specific statuses.
 COMMON_ERROR_STATUSES = (404, 422, 500, 503)
@@ -146,6 +151,17 @@ def _with_malformed_body(description: str) -> str:
     return f"{description}; or: {MALFORMED_BODY_DESCRIPTION}"
 
 
+def _freeze_startup_heap() -> None:
+    """Move everything alive after start-up (modules, models, routes, the OpenAPI
+    machinery: hundreds of thousands of objects that live as long as the process) out of
+    the garbage collector's reach, and collect the young generation less often. Full
+    collections then walk only what requests created: they were about a tenth of a
+    results write's CPU, with pauses in the latency tail."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     database = Database(
@@ -173,6 +189,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.audit_seal_interval_seconds > 0
             else None
         )
+        _freeze_startup_heap()
         yield
         if sealer is not None:
             sealer.cancel()
