@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from src.app.audit.cli import verify
@@ -44,6 +44,31 @@ async def _write(database: Database, organisation_id: uuid.UUID, count: int) -> 
             .order_by(AuditEntry.seq)
         )
         return list(rows.scalars())
+
+
+async def test_one_pass_seals_every_final_entry_when_batches_end_short(
+    app: FastAPI, make_tenant: Any
+) -> None:
+    """A batch ends at a transaction boundary (PostgreSQL), so it may hold fewer entries
+    than its size and still leave final ones behind: the pass goes on until none is
+    left. Here every transaction writes 3 entries and a batch holds 4."""
+    database: Database = app.state.database
+    tenant = await make_tenant()
+    for _ in range(3):
+        await _write(database, tenant.organisation_id, 3)
+    await seal_all(database, batch=4)
+    async with database.sessionmaker() as db:
+        unsealed = await db.scalar(
+            select(func.count())
+            .select_from(AuditEntry)
+            .outerjoin(AuditSeal, AuditSeal.entry_seq == AuditEntry.seq)
+            .where(AuditEntry.organisation_id == tenant.organisation_id)
+            .where(AuditSeal.entry_seq.is_(None))
+        )
+    assert unsealed == 0
+    (report,) = await verify(database, tenant.organisation_id)
+    assert report.ok, report.as_dict()
+    assert report.check.sealed == 9
 
 
 async def test_sealed_chain_verifies_per_organisation(app: FastAPI, make_tenant: Any) -> None:

@@ -40,7 +40,7 @@ async def test_the_pool_admits_as_many_holders_as_it_has_connections() -> None:
         for _ in range(10):  # ample turns of the loop for a waiter that would not wait
             await asyncio.sleep(0)
         assert not admitted.is_set()
-    # One holder left: the waiter is admitted.
+    # The holders have left: the waiter is admitted.
     await asyncio.wait_for(waiter, timeout=5)
     assert admitted.is_set()
 
@@ -56,6 +56,13 @@ async def test_a_wait_past_the_pool_timeout_is_the_pools_exhausted_error() -> No
     # The slot the timed-out waiter gave up is not lost: it is free at once.
     async with database.driver_slot():
         pass
+
+
+async def test_a_pool_without_an_overflow_limit_queues_nobody() -> None:
+    database = Database(UNUSED_URL, pool_size=1, max_overflow=-1)  # SQLAlchemy: no limit
+    database.pool_timeout_seconds = 0.05
+    async with AsyncExitStack() as held:
+        await _hold_all(database, held, 5)  # would time out behind the first otherwise
 
 
 @pytest.mark.postgres

@@ -118,7 +118,12 @@ async def chain_head(db: AsyncSession, organisation_id: uuid.UUID) -> tuple[int,
     return int(row.position), str(row.hash)
 
 
-async def _final_entries_pg(db: AsyncSession, limit: int) -> tuple[Sequence[Any], int] | None:
+# Entries to seal in one transaction, the watermark after them, and whether more final
+# entries were left for another transaction.
+_Found = tuple[Sequence[Any], int, bool]
+
+
+async def _final_entries_pg(db: AsyncSession, limit: int) -> _Found | None:
     """Entries that can no longer be preceded, in chain order, and the new watermark."""
     conn = await db.connection()
     locked = await conn.scalar(select(func.pg_try_advisory_xact_lock(SEALER_LOCK_ID)))
@@ -127,28 +132,28 @@ async def _final_entries_pg(db: AsyncSession, limit: int) -> tuple[Sequence[Any]
     horizon = int(await conn.scalar(_HORIZON) or 0)
     watermark = int(await conn.scalar(_WATERMARK) or 0)
     if horizon <= watermark:
-        return [], watermark
+        return [], watermark, False
     base = select(*ENTRY_COLUMNS, _E.txid).where(_E.txid >= watermark)
     rows = (
         await conn.execute(base.where(_E.txid < horizon).order_by(_E.txid, _E.seq).limit(limit + 1))
     ).all()
     if len(rows) <= limit:
-        return rows, horizon
+        return rows, horizon, False
     # Too many for one batch: stop at a transaction boundary, so the watermark still
     # means "every entry below it is sealed".
     cut = rows[limit].txid
     if cut > rows[0].txid:
-        return [r for r in rows if r.txid < cut], cut
+        return [r for r in rows if r.txid < cut], cut, True
     first = rows[0].txid  # one huge transaction: its entries go in whole
     whole = (await conn.execute(base.where(_E.txid == first).order_by(_E.seq))).all()
-    return whole, first + 1
+    return whole, first + 1, True
 
 
-async def _final_entries_sqlite(db: AsyncSession, limit: int) -> tuple[Sequence[Any], int]:
+async def _final_entries_sqlite(db: AsyncSession, limit: int) -> _Found:
     conn = await db.connection()
     watermark = int(await conn.scalar(_WATERMARK) or 0)
     if await conn.scalar(select(_E.seq).where(_E.seq >= watermark).limit(1)) is None:
-        return [], watermark  # nothing to do: do not take the write lock
+        return [], watermark, False  # nothing to do: do not take the write lock
     await begin_write(db)  # no other write transaction is open from here on
     conn = await db.connection()
     watermark = int(await conn.scalar(_WATERMARK) or 0)
@@ -157,12 +162,20 @@ async def _final_entries_sqlite(db: AsyncSession, limit: int) -> tuple[Sequence[
             select(*ENTRY_COLUMNS).where(_E.seq >= watermark).order_by(_E.seq).limit(limit)
         )
     ).all()
-    return rows, (rows[-1].seq + 1 if rows else watermark)
+    return rows, (rows[-1].seq + 1 if rows else watermark), len(rows) == limit
 
 
 async def seal_pending(db: AsyncSession, *, limit: int = DEFAULT_BATCH) -> int:
     """Seal up to about ``limit`` final entries, in their own transaction, committed here.
     Returns how many were sealed (0 when another sealer holds the lock)."""
+    sealed, _more = await _seal_batch(db, limit)
+    return sealed
+
+
+async def _seal_batch(db: AsyncSession, limit: int) -> tuple[int, bool]:
+    """:func:`seal_pending`, also saying whether final entries were left for another
+    transaction (a batch ends at a transaction boundary, so it may hold fewer than
+    ``limit`` entries and still leave some)."""
     try:
         if db.get_bind().dialect.name == "postgresql":
             found = await _final_entries_pg(db, limit)
@@ -170,8 +183,8 @@ async def seal_pending(db: AsyncSession, *, limit: int = DEFAULT_BATCH) -> int:
             found = await _final_entries_sqlite(db, limit)
         if not found or not found[0]:
             await db.rollback()
-            return 0
-        rows, horizon = found
+            return 0, False
+        rows, horizon, more = found
         heads: dict[uuid.UUID, tuple[int, str]] = {}
         now = utc_now()
         seals: list[dict[str, Any]] = []
@@ -195,7 +208,7 @@ async def seal_pending(db: AsyncSession, *, limit: int = DEFAULT_BATCH) -> int:
         conn = await db.connection()
         await conn.execute(insert(cast(Table, AuditSeal.__table__)), seals)
         await db.commit()
-        return len(seals)
+        return len(seals), more
     except BaseException:
         await db.rollback()
         raise
@@ -206,9 +219,9 @@ async def seal_all(database: Database, *, batch: int = DEFAULT_BATCH) -> int:
     total = 0
     while True:
         async with database.sessionmaker() as db:
-            sealed = await seal_pending(db, limit=batch)
+            sealed, more = await _seal_batch(db, batch)
         total += sealed
-        if sealed < batch:
+        if not more:
             return total
 
 

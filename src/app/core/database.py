@@ -168,11 +168,17 @@ class Database:
         Waiting in SQLAlchemy's pool costs a greenlet, a task and a timer per waiter, per
         checkout: under 64 connections to two workers that was a quarter of a results
         write's CPU. A waiter here costs one future, and a timer only once it has to wait.
+        Admitted, it may still wait in the pool while other routes hold every connection
+        (up to the pool's own timeout): each wait is bounded, not their sum.
         """
+        overflow = int(self._options["max_overflow"])
+        if overflow < 0:  # SQLAlchemy's "no limit": nobody queues here either
+            yield
+            return
         loop = asyncio.get_running_loop()
         if self._driver_slots is None or self._driver_slots[0] is not loop:
             # One per event loop: an asyncio semaphore belongs to the loop it first waits on.
-            capacity = int(self._options["pool_size"]) + int(self._options["max_overflow"])
+            capacity = int(self._options["pool_size"]) + overflow
             self._driver_slots = (loop, asyncio.Semaphore(capacity))
         slots = self._driver_slots[1]
         if slots.locked():

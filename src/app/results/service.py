@@ -277,11 +277,12 @@ async def _submit_in_one_statement(
             if row["o_outcome"] != "restamp":
                 break
             last_ts = row["o_last_ts"]  # another process stamped later ops: stamp after them
-        else:
-            raise in_flight()
-    # The connection is back in the pool: what follows may take another.
+    # The connection is back in the pool (a refusal raised inside the block would have
+    # discarded it): what follows may take another.
     if row is None:
         raise await _revocation_refusal(database, caller)
+    if row["o_outcome"] == "restamp":
+        raise in_flight()  # still behind after three tries: other writers keep stamping
     return await _answer(database, principal, session_id, row, settings)
 
 
