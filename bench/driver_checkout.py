@@ -15,8 +15,8 @@ Run::
     .venv/bin/python -m bench.driver_checkout
     .venv/bin/python -m bench.driver_checkout --rounds 8 --checkouts 5000
 
-The server comes from ``--url`` (default ``$FIREMODE_BENCH_DATABASE_URL`` or the local
-PostgreSQL's maintenance database). No statement is sent: only the pool is measured,
+The server comes from ``--server-url`` (default ``$FIREMODE_BENCH_DATABASE_URL`` or the
+local PostgreSQL's maintenance database). No statement is sent: only the pool is measured,
 on uvloop as in the server.
 """
 
@@ -28,10 +28,10 @@ import time
 from collections.abc import Awaitable, Callable
 
 import uvloop
+from sqlalchemy import make_url
 
+from bench._server import DEFAULT_SERVER_URL, SERVER_URL_ENV
 from src.app.core.database import Database, driver_connection
-
-DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 
 
 async def _per_checkout_us(checkout: Callable[[], Awaitable[None]], checkouts: int) -> float:
@@ -71,14 +71,15 @@ async def _measure(url: str, rounds: int, checkouts: int) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.driver_checkout")
-    parser.add_argument("--url", default=os.environ.get("FIREMODE_BENCH_DATABASE_URL", DEFAULT_URL))
+    parser.add_argument("--server-url", default=os.environ.get(SERVER_URL_ENV, DEFAULT_SERVER_URL))
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--checkouts", type=int, default=3000, help="checkouts per round")
     args = parser.parse_args(argv)
-    if not args.url.startswith("postgresql+asyncpg"):
-        args.url = "postgresql+asyncpg://" + args.url.split("://", 1)[-1]
+    url = make_url(args.server_url).set(drivername="postgresql+asyncpg")
     # uvloop, as uvicorn runs the server (uvicorn[standard] installs it).
-    best = uvloop.run(_measure(args.url, args.rounds, args.checkouts))
+    best = uvloop.run(
+        _measure(url.render_as_string(hide_password=False), args.rounds, args.checkouts)
+    )
     print(
         f"pooled connection checked out and returned: this process's CPU per checkout,"
         f" best of {args.rounds} rounds of {args.checkouts}"

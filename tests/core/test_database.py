@@ -46,8 +46,7 @@ async def test_the_pool_admits_as_many_holders_as_it_has_connections() -> None:
 
 
 async def test_a_wait_past_the_pool_timeout_is_the_pools_exhausted_error() -> None:
-    database = Database(UNUSED_URL, pool_size=1, max_overflow=0)
-    database.pool_timeout_seconds = 0.05
+    database = Database(UNUSED_URL, pool_size=1, max_overflow=0, pool_timeout_seconds=0.05)
     async with AsyncExitStack() as held:
         await _hold_all(database, held, 1)
         with pytest.raises(PoolTimeoutError):
@@ -59,8 +58,8 @@ async def test_a_wait_past_the_pool_timeout_is_the_pools_exhausted_error() -> No
 
 
 async def test_a_pool_without_an_overflow_limit_queues_nobody() -> None:
-    database = Database(UNUSED_URL, pool_size=1, max_overflow=-1)  # SQLAlchemy: no limit
-    database.pool_timeout_seconds = 0.05
+    # SQLAlchemy's "no limit"
+    database = Database(UNUSED_URL, pool_size=1, max_overflow=-1, pool_timeout_seconds=0.05)
     async with AsyncExitStack() as held:
         await _hold_all(database, held, 5)  # would time out behind the first otherwise
 

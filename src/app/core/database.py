@@ -97,7 +97,12 @@ POOL_TIMEOUT_SECONDS = 10.0
 
 
 def build_engine(
-    url: str, *, pool_size: int = 10, max_overflow: int = 10, statement_timeout_ms: int = 0
+    url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int = 10,
+    statement_timeout_ms: int = 0,
+    pool_timeout_seconds: float = POOL_TIMEOUT_SECONDS,
 ) -> AsyncEngine:
     if url.startswith("sqlite"):
         _ensure_sqlite_directory(url)
@@ -115,7 +120,7 @@ def build_engine(
         # answers 503 and invalidates the whole pool (core/db_errors.py), so an outage
         # costs one failed request per process, not one per pooled connection.
         pool_recycle=1800,
-        pool_timeout=POOL_TIMEOUT_SECONDS,
+        pool_timeout=pool_timeout_seconds,
         connect_args=connect_args,
     )
     install_disconnect_detection(engine)
@@ -132,6 +137,7 @@ class Database:
         pool_size: int = 10,
         max_overflow: int = 10,
         statement_timeout_ms: int = 0,
+        pool_timeout_seconds: float = POOL_TIMEOUT_SECONDS,
     ) -> None:
         self.url = url
         self._options = {
@@ -141,13 +147,18 @@ class Database:
         }
         self._engine: AsyncEngine | None = None
         self._sessionmaker: async_sessionmaker[AsyncSession] | None = None
-        self.pool_timeout_seconds = POOL_TIMEOUT_SECONDS
+        # The pool's wait, and the admission queue's (driver_slot), before a 503.
+        self.pool_timeout_seconds = pool_timeout_seconds
+        # Holders driver_slot admits: the pool's size; None under SQLAlchemy's "no limit".
+        self._driver_capacity = pool_size + max_overflow if max_overflow >= 0 else None
         self._driver_slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
 
     @property
     def engine(self) -> AsyncEngine:
         if self._engine is None:
-            self._engine = build_engine(self.url, **self._options)
+            self._engine = build_engine(
+                self.url, **self._options, pool_timeout_seconds=self.pool_timeout_seconds
+            )
         return self._engine
 
     @property
@@ -171,15 +182,13 @@ class Database:
         Admitted, it may still wait in the pool while other routes hold every connection
         (up to the pool's own timeout): each wait is bounded, not their sum.
         """
-        overflow = int(self._options["max_overflow"])
-        if overflow < 0:  # SQLAlchemy's "no limit": nobody queues here either
+        if self._driver_capacity is None:  # nobody waits for the pool: nor here
             yield
             return
         loop = asyncio.get_running_loop()
         if self._driver_slots is None or self._driver_slots[0] is not loop:
             # One per event loop: an asyncio semaphore belongs to the loop it first waits on.
-            capacity = int(self._options["pool_size"]) + overflow
-            self._driver_slots = (loop, asyncio.Semaphore(capacity))
+            self._driver_slots = (loop, asyncio.Semaphore(self._driver_capacity))
         slots = self._driver_slots[1]
         if slots.locked():
             try:
