@@ -59,7 +59,7 @@ class CpuUse:
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def _process_cpu(pid: int) -> float:
+def process_cpu_seconds(pid: int) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
@@ -67,7 +67,7 @@ def _process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime + stime
 
 
-def _postgres_backends(database_name: str) -> list[int]:
+def postgres_backends(database_name: str) -> list[int]:
     """Backends serving our throwaway database (their title names it)."""
     marker = f" {database_name} ".encode()
     pids = []
@@ -102,14 +102,14 @@ class CpuMeter:
     def _pids(self) -> dict[str, list[int]]:
         assert self.server.process is not None
         server = [self.server.process.pid, *self.server.worker_pids()]
-        backends = _postgres_backends(self.database_name) if self.database_name else []
+        backends = postgres_backends(self.database_name) if self.database_name else []
         return {"server": sorted(set(server)), "postgres": backends}
 
     def snapshot(self) -> dict[str, Any]:
         pids = self._pids()
         return {
-            "server": {pid: _process_cpu(pid) for pid in pids["server"]},
-            "postgres": {pid: _process_cpu(pid) for pid in pids["postgres"]},
+            "server": {pid: process_cpu_seconds(pid) for pid in pids["server"]},
+            "postgres": {pid: process_cpu_seconds(pid) for pid in pids["postgres"]},
             "machine": _machine_cpu(),
             "self": time.process_time(),
             "children": _children_cpu(),

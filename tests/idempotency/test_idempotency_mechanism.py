@@ -121,9 +121,13 @@ def test_key_syntax() -> None:
     assert parse_idempotency_key(r'"a\"b\\c"') == 'a"b\\c'
     assert parse_idempotency_key("  spaced key  ") == "spaced key"
     assert parse_idempotency_key("~" * 255) == "~" * 255
+    every_printable = "".join(chr(c) for c in range(0x21, 0x7F)) + " end"
+    assert parse_idempotency_key(every_printable) == every_printable
 
 
-@pytest.mark.parametrize("bad", ["", '""', "k" * 256, "é", '"open', r'"\x"', '"a"b', "a\tb"])
+@pytest.mark.parametrize(
+    "bad", ["", '""', "k" * 256, "é", '"open', r'"\x"', '"a"b', "a\tb", "a\x7fb", "a\x00"]
+)
 def test_bad_key_syntax(bad: str) -> None:
     with pytest.raises(ValueError):
         parse_idempotency_key(bad)

@@ -22,7 +22,8 @@ def parse_idempotency_key(raw: str) -> str:
         key = _parse_sf_string(value)
     else:
         key = value
-        if any(not 0x20 <= ord(ch) <= 0x7E for ch in key):
+        # For ASCII, printable is exactly 0x20-0x7E (space included, DEL not).
+        if not (key.isascii() and key.isprintable()):
             raise ValueError("must be printable ASCII characters")
     if not key:
         raise ValueError("must not be empty")
