@@ -115,10 +115,14 @@ async def _chunk(send_one: Callable[[int], Awaitable[int]], first: int, requests
     return (time.process_time() - started) / requests * 1e6
 
 
-async def _measure(database_url: str, chunks: int, requests: int) -> dict[str, float]:
+async def app_with_writes(
+    database_url: str,
+) -> tuple[Any, list[uuid.UUID], Callable[[int], Awaitable[int]]]:
+    """The app on ``database_url`` (created, not started) with a seeded technician, the
+    fleet's session ids, and ``write(i)``: the i-th results write through the app, its
+    status (also used by ``bench/results_write_parts``)."""
     from src.app.core.settings import Settings
     from src.app.main import create_app
-    from src.app.results import router as results_router
 
     secret = new_jwt_secret()
     user = await seed_technician(database_url, secret)
@@ -132,6 +136,14 @@ async def _measure(database_url: str, chunks: int, requests: int) -> dict[str, f
         headers = [*auth, (b"idempotency-key", uuid.uuid4().hex.encode())]
         path = f"/v1/tests/sessions/{sessions[i % FLEET]}/results"
         return await _call(app, path, _body(i), headers)
+
+    return app, sessions, write
+
+
+async def _measure(database_url: str, chunks: int, requests: int) -> dict[str, float]:
+    from src.app.results import router as results_router
+
+    app, sessions, write = await app_with_writes(database_url)
 
     async def echo(i: int) -> int:
         return await _call(echo_app, f"/echo/{sessions[i % FLEET]}/results", _body(i), [])

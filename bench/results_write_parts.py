@@ -38,7 +38,6 @@ import os
 import re
 import statistics
 import time
-import uuid
 from pathlib import Path
 
 import asyncpg
@@ -48,11 +47,9 @@ from sqlalchemy import make_url
 from bench._server import (
     DEFAULT_SERVER_URL,
     SERVER_URL_ENV,
-    new_jwt_secret,
-    seed_technician,
     throwaway_database,
 )
-from bench.results_inprocess import FLEET, _body, _call
+from bench.results_inprocess import FLEET, app_with_writes
 from bench.results_load.measurements import postgres_backends, process_cpu_seconds
 
 _MIGRATION = (
@@ -133,21 +130,12 @@ def _cpu_seconds(pids: list[int]) -> float:
 
 
 async def _measure(url: str, rounds: int, writes: int) -> dict[str, list[tuple[float, float]]]:
-    from src.app.core.settings import Settings
-    from src.app.main import create_app
-
-    secret = new_jwt_secret()
-    user = await seed_technician(url, secret)
-    app = create_app(Settings(database_url=url, jwt_secret=secret, env="test", log_level="WARNING"))
-    auth = [(b"authorization", f"Bearer {user.token}".encode())]
-    sessions = [uuid.uuid4() for _ in range(FLEET)]
+    app, _sessions, write_at = await app_with_writes(url)
     sent = 0
 
     async def write() -> None:
         nonlocal sent
-        headers = [*auth, (b"idempotency-key", uuid.uuid4().hex.encode())]
-        path = f"/v1/tests/sessions/{sessions[sent % FLEET]}/results"
-        status = await _call(app, path, _body(sent), headers)
+        status = await write_at(sent)
         if status != 200:
             raise SystemExit(f"a write answered {status}, expected 200")
         sent += 1

@@ -43,7 +43,7 @@ logger = logging.getLogger("firemode.audit")
 
 DEFAULT_BATCH = 5000
 # A server's sealer shares its event loop with requests: it seals in small transactions,
-# so that it never holds the loop for long (each batch costs ~50 µs of CPU per entry).
+# so that it never holds the loop for long (a batch costs ~60 µs of CPU per entry).
 SERVER_BATCH = 200
 # pg_try_advisory_xact_lock key of the sealer (any fixed 64-bit number).
 SEALER_LOCK_ID = 0x6669_7265_6175_6474  # "fireaudt"
