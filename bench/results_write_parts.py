@@ -11,6 +11,7 @@ Between rounds the write function (``firemode_results_write``, migration
 - ``no idempotency record``: without storing the response under its key;
 - ``no document rows``: without the document's rows in the answer (as with
   ``Prefer: return=minimal``);
+- ``no audit entry, no document rows``: both at once;
 - ``no advisory lock``: without the key's advisory lock;
 - ``no session row lock``: reading the session's status without ``FOR NO KEY UPDATE``;
 - ``no per-path upsert``: without writing ``result_paths``;
@@ -80,6 +81,13 @@ def _replaced(function: str, old: str, new: str) -> str:
     return function.replace(old, new, 1)
 
 
+def _without_document(function: str) -> str:
+    """``function`` answering without the document's rows (as for ``return=minimal``)."""
+    return _replaced(
+        function, "CASE WHEN p_want_document AND o.refusal IS NULL THEN (", "CASE WHEN false THEN ("
+    )
+
+
 def _nothing_written(function: str) -> str:
     """The function answering a fixed success at once: the floor of a write (the round
     trip, the statement with its revocation check, the call, the transaction)."""
@@ -101,11 +109,7 @@ def variants(function: str, signature: str) -> dict[str, list[str]]:
         "as migrated": function,
         "no audit entry": _without_cte(function, "w_audit"),
         "no idempotency record": _without_cte(function, "w_key"),
-        "no document rows": _replaced(
-            function,
-            "CASE WHEN p_want_document AND o.refusal IS NULL THEN (",
-            "CASE WHEN false THEN (",
-        ),
+        "no document rows": _without_document(function),
         "no advisory lock": _replaced(function, "pg_try_advisory_xact_lock(p_lock)", "true"),
         "no session row lock": _replaced(
             function,
@@ -114,6 +118,7 @@ def variants(function: str, signature: str) -> dict[str, list[str]]:
         ),
         "no per-path upsert": _without_cte(function, "w_paths"),
         "no op-log insert": _without_cte(function, "w_ops"),
+        "no audit entry, no document rows": _without_document(_without_cte(function, "w_audit")),
         "writes nothing": _nothing_written(function),
     }
     out = {name: [body, reset] for name, body in bodies.items()}
@@ -123,6 +128,11 @@ def variants(function: str, signature: str) -> dict[str, list[str]]:
         " SET plan_cache_mode = force_custom_plan",
     ]
     return out
+
+
+def migrated_variants() -> dict[str, list[str]]:
+    """:func:`variants` of the function the migrations create."""
+    return variants(*_migrated_function())
 
 
 def _cpu_seconds(pids: list[int]) -> float:
@@ -140,7 +150,7 @@ async def _measure(url: str, rounds: int, writes: int) -> dict[str, list[tuple[f
             raise SystemExit(f"a write answered {status}, expected 200")
         sent += 1
 
-    ways = variants(*_migrated_function())
+    ways = migrated_variants()
     figures: dict[str, list[tuple[float, float]]] = {name: [] for name in ways}
     admin_url = make_url(url).set(drivername="postgresql")
     database_name = str(admin_url.database)
@@ -169,6 +179,25 @@ async def _measure(url: str, rounds: int, writes: int) -> dict[str, list[tuple[f
     return figures
 
 
+def print_cpu_table(
+    figures: dict[str, list[tuple[float, float]]], heading: str, reference: str
+) -> None:
+    """Median (min) CPU per write of each row, PostgreSQL's against ``reference``'s."""
+    width = max(len(heading), *(len(name) for name in figures))
+    baseline = statistics.median(db for db, _ in figures[reference])
+    against = "vs " + reference
+    print(f"  {heading:<{width}} {'PostgreSQL ms':>16} {against:>16} {'this process ms':>16}")
+    for name, rows in figures.items():
+        database_ms = [db for db, _ in rows]
+        process_ms = [own for _, own in rows]
+        median = statistics.median(database_ms)
+        print(
+            f"  {name:<{width}} {median:7.3f} ({min(database_ms):5.3f})"
+            f" {median - baseline:+16.3f}"
+            f" {statistics.median(process_ms):7.3f} ({min(process_ms):5.3f})"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.results_write_parts")
     parser.add_argument("--server-url", default=os.environ.get(SERVER_URL_ENV, DEFAULT_SERVER_URL))
@@ -182,17 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         f" median (min) of {args.rounds} rounds of {args.writes} (5 ops, a new key each,"
         f" {FLEET} sessions, the document in the answer)"
     )
-    reference = statistics.median(db for db, _ in figures["as migrated"])
-    print(f"  {'variant':<24} {'PostgreSQL ms':>16} {'vs as migrated':>15} {'this process ms':>16}")
-    for name, rows in figures.items():
-        database_ms = [db for db, _ in rows]
-        process_ms = [own for _, own in rows]
-        median = statistics.median(database_ms)
-        print(
-            f"  {name:<24} {median:7.3f} ({min(database_ms):5.3f})"
-            f" {median - reference:+14.3f}"
-            f" {statistics.median(process_ms):7.3f} ({min(process_ms):5.3f})"
-        )
+    print_cpu_table(figures, "variant", "as migrated")
     return 0
 
 

@@ -26,4 +26,8 @@ asyncio generator, which costs far more CPU. Run::
 
     .venv/bin/python -m bench.results_load --redis-url redis://127.0.0.1:6379/2
     .venv/bin/python -m bench.results_load --duration 5 --connections 64
+    .venv/bin/python -m bench.results_load --write-variant "writes nothing"
+
+``--write-variant`` serves the writes with a variant of the write function from
+``bench/results_write_parts`` (a measuring device: the targets are not judged).
 """

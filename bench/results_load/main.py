@@ -14,6 +14,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
+from sqlalchemy import make_url
+
 from bench._server import (
     DEFAULT_SERVER_URL,
     SERVER_URL_ENV,
@@ -36,6 +39,7 @@ from bench.results_load.report import (
     postgres_version,
     print_report,
 )
+from bench.results_write_parts import migrated_variants
 
 RESULTS_APP = "src.app.main:app"
 ECHO_APP = "bench.echo_app:app"
@@ -75,6 +79,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--py-spy",
         metavar="PATH",
         help="py-spy executable: sample the results server during each measured window",
+    )
+    parser.add_argument(
+        "--write-variant",
+        choices=sorted(set(migrated_variants()) - {"as migrated"}),
+        help="serve writes with this variant of the write function (bench/results_write_parts):"
+        " a measuring device that answers wrongly on purpose, so the targets are not judged",
     )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     return parser.parse_args(argv)
@@ -158,6 +168,17 @@ def _measure_servers(
         shutil.rmtree(script_dir, ignore_errors=True)
 
 
+async def _install_write_variant(database: ThrowawayDatabase, name: str) -> None:
+    """Replace the database's write function by the variant ``name``."""
+    dsn = make_url(database.url).set(drivername="postgresql").render_as_string(False)
+    connection = await asyncpg.connect(dsn, timeout=10)
+    try:
+        for statement in migrated_variants()[name]:
+            await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
 def _results_env(
     database: ThrowawayDatabase, secret: str, redis_url: str | None
 ) -> dict[str, str | None]:
@@ -204,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     with throwaway_database(args.server_url) as database:
         run.pg_version = postgres_version(database)
         user = asyncio.run(seed_technician(database.url, secret))
+        if args.write_variant:
+            asyncio.run(_install_write_variant(database, args.write_variant))
         _measure_servers(run, database, user, secret, use_wrk)
         run.ops_logged, run.sessions_made = asyncio.run(count_log(database))
     run.load_after = os.getloadavg()

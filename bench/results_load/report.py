@@ -132,6 +132,11 @@ def print_report(run: Run) -> bool:
         "reference: POST /echo/{id}/results of bench/echo_app.py (same body, parsed and"
         " echoed), served by uvicorn the same way, in the same run"
     )
+    if args.write_variant:
+        print(
+            f"write function: variant {args.write_variant!r} of bench/results_write_parts, a"
+            " measuring device that answers wrongly on purpose: targets not judged"
+        )
     print()
     print(
         "workers conns  endpoint     req/s   p50 ms   p95 ms   p99 ms   max ms       ok errors"
@@ -170,6 +175,9 @@ def print_report(run: Run) -> bool:
     )
     print()
     verdicts, met = _verdicts(run)
+    if args.write_variant:
+        verdicts = [f"write function variant {args.write_variant!r}: targets not judged"]
+        met = False
     for verdict in verdicts:
         print(verdict)
     for profile in run.profiles:
