@@ -5,7 +5,7 @@ revocation check and ``firemode_results_write``) is sent straight from this proc
 asyncpg, with the parameters the server would send for the same writes (5 ops, a new key
 each, a fleet of 200 sessions, the document in the answer, as ``bench/results_inprocess``).
 The writes are sent in groups of ``N`` that share one transaction and one round trip
-(asyncpg's ``executemany``, which is atomic):
+(asyncpg's ``fetchmany``: one Sync, so one implicit transaction):
 
 - ``N = 1`` is what the server does: one write, one statement, one commit;
 - larger ``N`` shows how much of PostgreSQL's CPU per write is per transaction (the round
@@ -14,7 +14,9 @@ The writes are sent in groups of ``N`` that share one transaction and one round 
 
 Each round measures every group size in turn, so the machine's drift hits all alike; the
 figures are the CPU of the database's backends (Linux ``/proc``, 10 ms ticks) and of this
-process, per write.
+process (sending and decoding the answers; the parameters are built before the clock
+starts), per write. Every write must answer ``ok``, and at the end the op log must hold
+every op sent.
 
 Run::
 
@@ -56,6 +58,7 @@ from src.app.results.schemas import ResultsSubmission
 from src.app.results.service import _WRITE, response_headers
 
 DEVICE = "bench-tablet"
+OPS_PER_WRITE = 5  # bench.results_inprocess._body
 
 
 class Writes:
@@ -67,14 +70,14 @@ class Writes:
         self.sessions = [uuid.uuid4() for _ in range(FLEET)]
         self.settings = Settings(jwt_secret=new_jwt_secret(), env="test")
         self.clock = HybridLogicalClock()
-        self.jti = uuid.uuid4().hex
+        self.jti = str(uuid.uuid4())
         self.issued_at = datetime.now(UTC) - timedelta(seconds=1)
         self.headers = json.dumps(response_headers(False))
         self.audit = json.dumps(
             {
                 "actor_type": "user",
                 "actor_id": str(user_id),
-                "transaction_id": "bench",
+                "transaction_id": str(uuid.uuid4()),
                 "device_id": DEVICE,
             }
         )
@@ -104,7 +107,7 @@ class Writes:
             advisory_lock_id(scope),
             self.headers,
             True,
-            now + timedelta(hours=24),
+            now + timedelta(seconds=self.settings.idempotency_ttl_seconds),
             now,
             json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
             str(self.clock.tick()),
@@ -117,42 +120,50 @@ class Writes:
         )
 
 
-async def _send(connection: asyncpg.Connection, writes: Writes, first: int, group: int) -> None:
-    batch = [writes.params(i) for i in range(first, first + group)]
-    if group == 1:
-        row = await connection.fetchrow(_WRITE, *batch[0])
-        if row is None or row["o_outcome"] != "ok":
-            raise SystemExit(f"a write answered {None if row is None else row['o_outcome']}")
+async def _send(connection: asyncpg.Connection, batch: list[tuple[Any, ...]]) -> None:
+    """One transaction, one round trip; every write must answer ``ok``."""
+    if len(batch) == 1:
+        rows = [await connection.fetchrow(_WRITE, *batch[0])]
     else:
-        await connection.executemany(_WRITE, batch)
+        rows = await connection.fetchmany(_WRITE, batch)
+    outcomes = [None if row is None else row["o_outcome"] for row in rows]
+    if len(rows) != len(batch) or set(outcomes) != {"ok"}:
+        raise SystemExit(f"writes answered {outcomes}, expected {len(batch)} x 'ok'")
 
 
 async def _measure(
     url: str, groups: Sequence[int], rounds: int, writes_per_round: int
-) -> dict[int, list[tuple[float, float]]]:
+) -> dict[str, list[tuple[float, float]]]:
     user = await seed_technician(url, new_jwt_secret())
     writes = Writes(user.organisation_id, user.user_id)
     dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     database_name = str(make_url(url).database)
     connection = await asyncpg.connect(dsn)
-    figures: dict[int, list[tuple[float, float]]] = {group: [] for group in groups}
+    figures: dict[str, list[tuple[float, float]]] = {str(group): [] for group in groups}
     sent = 0
     try:
         for _ in range(2 * FLEET):  # every session created, the statement prepared
-            await _send(connection, writes, sent, 1)
+            await _send(connection, [writes.params(sent)])
             sent += 1
         pids = postgres_backends(database_name)
         for _round in range(rounds):
             for group in groups:
                 count = writes_per_round - writes_per_round % group
+                batches = [
+                    [writes.params(i) for i in range(first, first + group)]
+                    for first in range(sent, sent + count, group)
+                ]
+                sent += count
                 database_before = sum(process_cpu_seconds(pid) for pid in pids)
                 process_before = time.process_time()
-                for first in range(sent, sent + count, group):
-                    await _send(connection, writes, first, group)
-                sent += count
+                for batch in batches:
+                    await _send(connection, batch)
                 database_s = sum(process_cpu_seconds(pid) for pid in pids) - database_before
                 process_s = time.process_time() - process_before
-                figures[group].append((database_s / count * 1e3, process_s / count * 1e3))
+                figures[str(group)].append((database_s / count * 1e3, process_s / count * 1e3))
+        logged = await connection.fetchval("SELECT count(*) FROM result_ops")
+        if logged != OPS_PER_WRITE * sent:
+            raise SystemExit(f"{logged} ops in the log, expected {OPS_PER_WRITE * sent}")
     finally:
         await connection.close()
     return figures
@@ -173,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         f" CPU per write, median (min) of {args.rounds} rounds of about {args.writes}"
         f" (5 ops, a new key each, {FLEET} sessions, the document in the answer)"
     )
-    print_cpu_table({str(group): rows for group, rows in figures.items()}, "N", str(groups[0]))
+    print_cpu_table(figures, "N", str(groups[0]))
     return 0
 
 

@@ -11,7 +11,7 @@ Between rounds the write function (``firemode_results_write``, migration
 - ``no idempotency record``: without storing the response under its key;
 - ``no document rows``: without the document's rows in the answer (as with
   ``Prefer: return=minimal``);
-- ``no audit entry, no document rows``: both at once;
+- ``no audit entry and no document rows``: both at once;
 - ``no advisory lock``: without the key's advisory lock;
 - ``no session row lock``: reading the session's status without ``FOR NO KEY UPDATE``;
 - ``no per-path upsert``: without writing ``result_paths``;
@@ -118,7 +118,7 @@ def variants(function: str, signature: str) -> dict[str, list[str]]:
         ),
         "no per-path upsert": _without_cte(function, "w_paths"),
         "no op-log insert": _without_cte(function, "w_ops"),
-        "no audit entry, no document rows": _without_document(_without_cte(function, "w_audit")),
+        "no audit entry and no document rows": _without_document(_without_cte(function, "w_audit")),
         "writes nothing": _nothing_written(function),
     }
     out = {name: [body, reset] for name, body in bodies.items()}

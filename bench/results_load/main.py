@@ -80,11 +80,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="PATH",
         help="py-spy executable: sample the results server during each measured window",
     )
+    variants = sorted(set(migrated_variants()) - {"as migrated"})
     parser.add_argument(
         "--write-variant",
-        choices=sorted(set(migrated_variants()) - {"as migrated"}),
+        choices=variants,
+        metavar="NAME",
         help="serve writes with this variant of the write function (bench/results_write_parts):"
-        " a measuring device that answers wrongly on purpose, so the targets are not judged",
+        " a measuring device that may answer wrongly, so the targets are not judged. One of: "
+        + "; ".join(variants),
     )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     return parser.parse_args(argv)
@@ -236,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             json.dumps(
                 {
                     "workload": run.workload.__dict__,
+                    "write_variant": args.write_variant,
                     "measurements": [
                         dict(m.__dict__, rps=m.rps, cpu=m.cpu.__dict__ if m.cpu else None)
                         for m in run.measurements

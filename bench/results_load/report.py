@@ -135,7 +135,7 @@ def print_report(run: Run) -> bool:
     if args.write_variant:
         print(
             f"write function: variant {args.write_variant!r} of bench/results_write_parts, a"
-            " measuring device that answers wrongly on purpose: targets not judged"
+            " measuring device that may answer wrongly: targets not judged"
         )
     print()
     print(
