@@ -51,7 +51,7 @@ def _hlc(ms: int, counter: int) -> str:
     return f"{moment:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z/{counter:04d}"
 
 
-def _body(i: int) -> bytes:
+def write_body(i: int) -> bytes:
     ms = int(time.time() * 1000)
     asset, key = f"/assets/ext-{i % 40 + 1}", f"op-{uuid.uuid4().hex}"
     changes: list[dict[str, Any]] = [
@@ -135,7 +135,7 @@ async def app_with_writes(
     async def write(i: int) -> int:
         headers = [*auth, (b"idempotency-key", uuid.uuid4().hex.encode())]
         path = f"/v1/tests/sessions/{sessions[i % FLEET]}/results"
-        return await _call(app, path, _body(i), headers)
+        return await _call(app, path, write_body(i), headers)
 
     return app, sessions, write
 
@@ -146,7 +146,7 @@ async def _measure(database_url: str, chunks: int, requests: int) -> dict[str, f
     app, sessions, write = await app_with_writes(database_url)
 
     async def echo(i: int) -> int:
-        return await _call(echo_app, f"/echo/{sessions[i % FLEET]}/results", _body(i), [])
+        return await _call(echo_app, f"/echo/{sessions[i % FLEET]}/results", write_body(i), [])
 
     lean = results_router._lean_submit
 

@@ -46,8 +46,8 @@ from bench._server import (
     seed_technician,
     throwaway_database,
 )
-from bench.results_inprocess import FLEET, _body
-from bench.results_load.measurements import postgres_backends, process_cpu_seconds
+from bench.results_inprocess import FLEET, write_body
+from bench.results_load.measurements import postgres_backends, processes_cpu_seconds
 from bench.results_write_parts import print_cpu_table
 from src.app.core.idempotency.fingerprint import request_fingerprint
 from src.app.core.idempotency.store import advisory_lock_id
@@ -58,7 +58,7 @@ from src.app.results.schemas import ResultsSubmission
 from src.app.results.service import _WRITE, response_headers
 
 DEVICE = "bench-tablet"
-OPS_PER_WRITE = 5  # bench.results_inprocess._body
+OPS_PER_WRITE = 5  # bench.results_inprocess.write_body
 
 
 class Writes:
@@ -84,7 +84,7 @@ class Writes:
 
     def params(self, i: int) -> tuple[Any, ...]:
         session = self.sessions[i % FLEET]
-        body = _body(i)
+        body = write_body(i)
         changes = ResultsSubmission.model_validate_json(body).changes
         skew_ms = self.settings.max_clock_skew_seconds * 1000
         prepared = prepare_changes(changes, now_ms=wall_clock_ms(), max_skew_ms=skew_ms)
@@ -154,11 +154,11 @@ async def _measure(
                     for first in range(sent, sent + count, group)
                 ]
                 sent += count
-                database_before = sum(process_cpu_seconds(pid) for pid in pids)
+                database_before = processes_cpu_seconds(pids)
                 process_before = time.process_time()
                 for batch in batches:
                     await _send(connection, batch)
-                database_s = sum(process_cpu_seconds(pid) for pid in pids) - database_before
+                database_s = processes_cpu_seconds(pids) - database_before
                 process_s = time.process_time() - process_before
                 figures[str(group)].append((database_s / count * 1e3, process_s / count * 1e3))
         logged = await connection.fetchval("SELECT count(*) FROM result_ops")

@@ -51,7 +51,7 @@ from bench._server import (
     throwaway_database,
 )
 from bench.results_inprocess import FLEET, app_with_writes
-from bench.results_load.measurements import postgres_backends, process_cpu_seconds
+from bench.results_load.measurements import postgres_backends, processes_cpu_seconds
 
 _MIGRATION = (
     Path(__file__).resolve().parent.parent / "migrations/versions/0009_results_write_lean.py"
@@ -135,10 +135,6 @@ def migrated_variants() -> dict[str, list[str]]:
     return variants(*_migrated_function())
 
 
-def _cpu_seconds(pids: list[int]) -> float:
-    return sum(process_cpu_seconds(pid) for pid in pids)
-
-
 async def _measure(url: str, rounds: int, writes: int) -> dict[str, list[tuple[float, float]]]:
     app, _sessions, write_at = await app_with_writes(url)
     sent = 0
@@ -166,11 +162,11 @@ async def _measure(url: str, rounds: int, writes: int) -> dict[str, list[tuple[f
                     for _ in range(30):  # the function's plans cached again
                         await write()
                     pids = postgres_backends(database_name)
-                    database_before = _cpu_seconds(pids)
+                    database_before = processes_cpu_seconds(pids)
                     process_before = time.process_time()
                     for _ in range(writes):
                         await write()
-                    database_ms = (_cpu_seconds(pids) - database_before) / writes * 1e3
+                    database_ms = (processes_cpu_seconds(pids) - database_before) / writes * 1e3
                     process_ms = (time.process_time() - process_before) / writes * 1e3
                     figures[name].append((database_ms, process_ms))
     finally:

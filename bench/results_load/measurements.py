@@ -67,6 +67,11 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime + stime
 
 
+def processes_cpu_seconds(pids: list[int]) -> float:
+    """CPU seconds used so far by all of ``pids`` together."""
+    return sum(process_cpu_seconds(pid) for pid in pids)
+
+
 def postgres_backends(database_name: str) -> list[int]:
     """Backends serving our throwaway database (their title names it)."""
     marker = f" {database_name} ".encode()
